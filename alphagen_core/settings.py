@@ -1,0 +1,150 @@
+"""All configuration, from environment variables (and an optional `.env`), validated once.
+
+Names follow the seeds (POLYGON_*, SCHWAB_*, RISK_*, FEATURE_*); new ones use the same
+style. `.env.example` lists every variable with its default.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LIVE_CONFIRMATION_PHRASE = "I-ACCEPT-REAL-MONEY-RISK"
+
+
+class Mode(StrEnum):
+    REPLAY = "replay"
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class SettingsError(ValueError):
+    """A readable list of bad settings. Never echoes a value (it might be a secret)."""
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- Polygon (Massive) ---
+    polygon_api_key: SecretStr = SecretStr("")
+    polygon_equity_ticker: str = "QQQ"
+    polygon_options_underlying: str = "QQQ"
+    polygon_rest_url: str = "https://api.massive.com"
+    polygon_stock_ws_url: str = "wss://socket.massive.com/stocks"
+    polygon_options_ws_url: str = "wss://socket.massive.com/options"
+    polygon_s3_access_key: SecretStr = SecretStr("")
+    polygon_s3_secret_key: SecretStr = SecretStr("")
+    polygon_s3_endpoint: str = "https://files.massive.com"
+    polygon_s3_bucket: str = "flatfiles"
+
+    # --- Schwab ---
+    schwab_api_key: SecretStr = SecretStr("")
+    schwab_api_secret: SecretStr = SecretStr("")
+    schwab_account_id: SecretStr = SecretStr("")
+    schwab_base_url: str = "https://api.schwabapi.com"
+    schwab_paper: bool = True
+    schwab_live_confirmation: SecretStr = SecretStr("")
+    schwab_callback_url: str = "https://127.0.0.1:8182"
+    schwab_token_path: Path = Path("schwab_token.json")
+
+    # --- risk and strategy (SPEC §1) ---
+    risk_stop_loss_multiple: float = Field(2.0, gt=1.0)
+    risk_take_profit_multiple: float = Field(0.5, gt=0.0, lt=1.0)
+    risk_max_position_size: int = Field(25, gt=0, strict=False)
+    risk_trading_capital: PositiveFloat = 5_000_000.0
+    signal_cooldown_seconds: int = Field(30, ge=0)
+    no_entry_minutes_before_close: int = Field(30, ge=0)
+    flatten_minutes_before_close: int = Field(5, ge=1)
+    option_strike_offset: int = Field(0, ge=0)
+    fee_per_contract: NonNegativeFloat = 0.65
+    fee_regulatory_per_contract: NonNegativeFloat = 0.0
+    paper_half_spread: NonNegativeFloat = 0.02
+    market_data_stale_seconds: int = Field(180, gt=0)
+
+    # --- platform ---
+    alphagen_mode: Mode = Mode.REPLAY
+    alphagen_duckdb_path: Path = Path("data/alphagen.duckdb")
+    alphagen_flatfiles_source: str = "data/flatfiles"  # a local folder in S3 key layout, or "s3"
+    alphagen_cache_dir: Path = Path("data/cache")
+    alphagen_chart_dir: Path = Path("data/charts")
+    alphagen_data_provider: Literal["polygon", "schwab"] = "polygon"
+    alphagen_broker: Literal["paper", "schwab"] = "paper"
+    feature_enable_chart: bool = True
+
+    @field_validator("risk_max_position_size", mode="before")
+    @classmethod
+    def _whole_contracts(cls, value: object) -> object:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number of contracts")
+        if isinstance(value, str) and value.strip().lstrip("+").isdigit() is False:
+            raise ValueError("must be a whole number of contracts")
+        return value
+
+    @model_validator(mode="after")
+    def _flatten_before_no_entry(self) -> Settings:
+        if self.flatten_minutes_before_close > max(self.no_entry_minutes_before_close, 1) and (
+            self.no_entry_minutes_before_close > 0
+        ):
+            raise ValueError(
+                "FLATTEN_MINUTES_BEFORE_CLOSE must not exceed NO_ENTRY_MINUTES_BEFORE_CLOSE"
+            )
+        return self
+
+    @property
+    def live_enabled(self) -> bool:
+        """SPEC §4: real orders need SCHWAB_PAPER=false *and* the confirmation phrase."""
+        return (
+            not self.schwab_paper
+            and self.schwab_live_confirmation.get_secret_value() == LIVE_CONFIRMATION_PHRASE
+        )
+
+    @property
+    def trading_mode(self) -> Mode:
+        """The mode actually used: `live` only through the gate, anything else is paper."""
+        if self.alphagen_mode is Mode.LIVE and not self.live_enabled:
+            return Mode.PAPER
+        return self.alphagen_mode
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the log redactor."""
+        return [
+            v.get_secret_value()
+            for v in (
+                self.polygon_api_key,
+                self.polygon_s3_access_key,
+                self.polygon_s3_secret_key,
+                self.schwab_api_key,
+                self.schwab_api_secret,
+                self.schwab_account_id,
+                self.schwab_live_confirmation,
+            )
+            if v.get_secret_value()
+        ]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            problems.append(f"  {name}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

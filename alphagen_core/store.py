@@ -1,0 +1,331 @@
+"""The append-only DuckDB store: the eight tables of SPEC §2, and the only module that opens
+the database file.
+
+Rules this module enforces:
+- Rows are only inserted. Each table's primary key is (mode, session_date, version, natural
+  key); `INSERT OR IGNORE` makes writing the same natural key twice in a version a no-op, so
+  a retried run is harmless, and a new replay appends under a new version.
+- DuckDB lets one process hold the file at a time (readers included), so every use opens a
+  short-lived connection, retries on the lock with jittered backoff, and closes at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import structlog
+
+log = structlog.get_logger(__name__)
+
+NY_TZ = "America/New_York"
+META_COLUMNS = ("mode", "session_date", "version", "run_id", "written_at")
+_META_DDL = """
+    mode VARCHAR NOT NULL,
+    session_date DATE NOT NULL,
+    version VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    written_at TIMESTAMPTZ NOT NULL,"""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: str  # DDL of the table's own columns
+    key: tuple[str, ...]  # natural key within (mode, session_date, version)
+
+    @property
+    def ddl(self) -> str:
+        key = ", ".join(("mode", "session_date", "version", *self.key))
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.name} ({_META_DDL}{self.columns},\n"
+            f"    PRIMARY KEY ({key}))"
+        )
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "equity_bars",
+            """
+    symbol VARCHAR NOT NULL,
+    est_timestamp TIMESTAMPTZ NOT NULL,  -- bar start; usable from est_timestamp + 1 minute
+    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE,
+    bar_vwap DOUBLE,  -- Polygon `vw`; NULL in flat files
+    day_vwap DOUBLE,  -- Polygon `a`; NULL in flat files
+    transactions BIGINT,
+    source VARCHAR NOT NULL""",
+            ("symbol", "est_timestamp"),
+        ),
+        Table(
+            "option_quotes",
+            """
+    option_symbol VARCHAR NOT NULL,
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    underlying VARCHAR NOT NULL,
+    expiry DATE NOT NULL,
+    "right" VARCHAR NOT NULL,
+    strike DOUBLE NOT NULL,
+    bid DOUBLE, ask DOUBLE, last DOUBLE,
+    open DOUBLE, high DOUBLE, low DOUBLE, volume DOUBLE,
+    quote_kind VARCHAR NOT NULL,  -- 'aggregate' (bid/ask = price -/+ half-spread) or 'quote'
+    source VARCHAR NOT NULL""",
+            ("option_symbol", "est_timestamp"),
+        ),
+        Table(
+            "broker_positions",
+            """
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    symbol VARCHAR NOT NULL,
+    quantity BIGINT NOT NULL,  -- negative: short
+    avg_price DOUBLE,
+    market_value DOUBLE,
+    broker VARCHAR NOT NULL""",
+            ("est_timestamp", "symbol"),
+        ),
+        Table(
+            "normalized_ticks",
+            """
+    slice_id VARCHAR NOT NULL,
+    period_start TIMESTAMPTZ NOT NULL,
+    underlying_price DOUBLE NOT NULL,
+    vwap DOUBLE, ma9 DOUBLE,
+    vwap_source VARCHAR NOT NULL,
+    side INTEGER NOT NULL,
+    quotes_used INTEGER NOT NULL,
+    held_symbol VARCHAR, held_bid DOUBLE, held_ask DOUBLE,
+    stale BOOLEAN NOT NULL""",
+            ("slice_id",),
+        ),
+        Table(
+            "position_state",
+            """
+    slice_id VARCHAR NOT NULL,
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    symbol VARCHAR,
+    net_quantity BIGINT NOT NULL,
+    avg_price DOUBLE, mark DOUBLE,
+    unrealized_pnl DOUBLE NOT NULL,
+    realized_pnl DOUBLE NOT NULL,
+    stop_loss DOUBLE, take_profit DOUBLE""",
+            ("slice_id",),
+        ),
+        Table(
+            "signals",
+            """
+    signal_id VARCHAR NOT NULL,
+    slice_id VARCHAR NOT NULL,
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    signal_type VARCHAR NOT NULL,
+    option_symbol VARCHAR,
+    underlying_price DOUBLE NOT NULL,
+    vwap DOUBLE NOT NULL, ma9 DOUBLE NOT NULL,
+    rationale VARCHAR NOT NULL,
+    cooldown_until TIMESTAMPTZ,
+    acted BOOLEAN NOT NULL,
+    drop_reason VARCHAR""",
+            ("signal_id",),
+        ),
+        Table(
+            "trade_intents",
+            """
+    intent_id VARCHAR NOT NULL,
+    signal_id VARCHAR,
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    action VARCHAR NOT NULL,
+    option_symbol VARCHAR NOT NULL,
+    qty BIGINT NOT NULL,
+    limit_price DOUBLE NOT NULL,
+    stop_loss DOUBLE, take_profit DOUBLE,
+    reason VARCHAR NOT NULL""",
+            ("intent_id",),
+        ),
+        Table(
+            "executions",
+            """
+    execution_id VARCHAR NOT NULL,
+    intent_id VARCHAR NOT NULL,
+    position_id VARCHAR NOT NULL,
+    order_id VARCHAR NOT NULL,
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    option_symbol VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    fill_price DOUBLE,
+    qty BIGINT NOT NULL,
+    fees DOUBLE NOT NULL,
+    pnl_contrib DOUBLE NOT NULL,
+    exit_reason VARCHAR""",
+            ("execution_id",),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RowMeta:
+    """The audit columns every row carries."""
+
+    mode: str
+    session_date: dt.date
+    version: str
+    run_id: str
+    written_at: dt.datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        written_at = self.written_at or dt.datetime.now(dt.UTC)
+        return {
+            "mode": self.mode,
+            "session_date": self.session_date,
+            "version": self.version,
+            "run_id": self.run_id,
+            "written_at": written_at,
+        }
+
+
+class StoreLockedError(RuntimeError):
+    pass
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() and ("Could not set lock" in text or "Conflicting lock" in text)
+
+
+class Store:
+    def __init__(self, path: str | Path, *, lock_timeout_s: float = 120.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self._schema_ready = False
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits for another process's lock with backoff."""
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no DuckDB file at {self.path}: run a replay first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if not _is_lock_error(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"{self.path} stayed locked by another process for "
+                        f"{self.lock_timeout_s:.0f}s"
+                    ) from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+        try:
+            con.execute(f"SET TimeZone = '{NY_TZ}'")
+            yield con
+        finally:
+            con.close()
+
+    def ensure_schema(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        if con is None:
+            with self.connect() as own:
+                self.ensure_schema(own)
+            return
+        for table in TABLES.values():
+            con.execute(table.ddl)
+
+    def insert(
+        self,
+        table: str,
+        rows: pl.DataFrame | Sequence[Any],
+        meta: RowMeta,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> int:
+        """Insert rows (dataclasses, dicts or a DataFrame); returns how many were new."""
+        frame = to_frame(rows)
+        if frame.is_empty():
+            return 0
+        if con is None:
+            with self.connect() as own:
+                return self.insert(table, frame, meta, own)
+        spec = TABLES[table]
+        self.ensure_schema(con)
+        frame = frame.with_columns(
+            pl.lit(value).alias(name) for name, value in meta.columns().items()
+        ).unique(subset=list(spec.key), keep="first", maintain_order=True)
+        con.register("_incoming", frame)
+        try:
+            added = con.execute(
+                f"INSERT OR IGNORE INTO {spec.name} BY NAME SELECT * FROM _incoming"
+            ).fetchone()
+        finally:
+            con.unregister("_incoming")
+        return int(added[0]) if added else 0
+
+    def write(
+        self, batches: dict[str, pl.DataFrame | Sequence[Any]], meta: RowMeta
+    ) -> dict[str, int]:
+        """Insert several tables' rows in one transaction: all of them or none."""
+        with self.connect() as con:
+            self.ensure_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                added = {t: self.insert(t, rows, meta, con) for t, rows in batches.items()}
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return added
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        with self.connect() as con:
+            self.ensure_schema(con)
+            return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
+
+    def latest_version(self, mode: str, session_date: dt.date) -> str | None:
+        frame = self.query(
+            "SELECT max(version) AS v FROM normalized_ticks WHERE mode = ? AND session_date = ?",
+            [mode, session_date],
+        )
+        return frame["v"][0] if frame.height else None
+
+    def latest(self, table: str, mode: str, session_date: dt.date) -> pl.DataFrame:
+        """The rows of the latest version for (mode, session_date), ordered by natural key.
+
+        The latest version is taken from normalized_ticks, which every run writes, so a table
+        with no rows in that version (no trades today) reads as empty, not as an older one.
+        """
+        spec = TABLES[table]
+        order = ", ".join(f'"{k}"' for k in spec.key)
+        return self.query(
+            f"""SELECT * FROM {spec.name}
+                WHERE mode = ? AND session_date = ? AND version = (
+                    SELECT max(version) FROM normalized_ticks
+                    WHERE mode = ? AND session_date = ?)
+                ORDER BY {order}""",
+            [mode, session_date, mode, session_date],
+        )
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def to_frame(rows: pl.DataFrame | Sequence[Any]) -> pl.DataFrame:
+    if isinstance(rows, pl.DataFrame):
+        return rows
+    records = [
+        {k: _plain(v) for k, v in (asdict(r) if is_dataclass(r) else dict(r)).items()}
+        for r in rows
+    ]
+    return pl.DataFrame(records, infer_schema_length=None)
