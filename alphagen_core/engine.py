@@ -1,0 +1,460 @@
+"""The strategy as a deterministic state machine, fed one closed minute at a time.
+
+Replay, paper and live all drive this same class. For each minute bar t it:
+1. fills the orders decided at the end of bar t-1 on bar t's option data (the broker);
+2. tests the open position's stop-loss and take-profit inside bar t;
+3. updates VWAP/MA9 with bar t (known only now, at bar t's end) and looks for a crossover;
+4. decides: entries, reversals (with rollover), the flatten before the close; these orders
+   fill on bar t+1;
+5. records the slice, the position and everything decided (tables 3-8).
+It knows nothing of Dagster, Polygon or Schwab.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+
+from alphagen_core.adapters.paper.execution import PaperBroker, bracket_trigger
+from alphagen_core.indicators import BAR_VWAP, TYPICAL_PRICE, SessionIndicators
+from alphagen_core.models import (
+    CONTRACT_MULTIPLIER,
+    MINUTE,
+    Action,
+    BrokerPosition,
+    Execution,
+    ExitReason,
+    MinuteSlice,
+    NormalizedTick,
+    OptionQuote,
+    OrderStatus,
+    PositionState,
+    Signal,
+    SignalType,
+    TradeIntent,
+)
+from alphagen_core.risk import (
+    RiskConfig,
+    brackets,
+    naked_margin_per_contract,
+    position_size,
+    round_trip_pnl,
+)
+from alphagen_core.settings import Settings
+from alphagen_core.strategy import CrossoverDetector, right_for, select_contract, target_expiry
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyConfig:
+    risk: RiskConfig = RiskConfig()
+    cooldown: dt.timedelta = dt.timedelta(seconds=30)
+    no_entry_before_close: dt.timedelta = dt.timedelta(minutes=30)
+    flatten_before_close: dt.timedelta = dt.timedelta(minutes=5)
+    strike_offset: int = 0
+    stale_after: dt.timedelta = dt.timedelta(seconds=180)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> StrategyConfig:
+        return cls(
+            risk=RiskConfig.from_settings(s),
+            cooldown=dt.timedelta(seconds=s.signal_cooldown_seconds),
+            no_entry_before_close=dt.timedelta(minutes=s.no_entry_minutes_before_close),
+            flatten_before_close=dt.timedelta(minutes=s.flatten_minutes_before_close),
+            strike_offset=s.option_strike_offset,
+            stale_after=dt.timedelta(seconds=s.market_data_stale_seconds),
+        )
+
+
+@dataclass(slots=True)
+class OpenPosition:
+    position_id: str
+    signal_id: str | None
+    symbol: str
+    side: SignalType
+    qty: int
+    credit: float
+    stop_loss: float
+    take_profit: float
+    closing: bool = False  # an exit order is working
+
+
+@dataclass(slots=True)
+class StepOutput:
+    """Everything one minute produced, by table."""
+
+    tick: NormalizedTick | None = None
+    position: PositionState | None = None
+    broker_positions: list[BrokerPosition] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    intents: list[TradeIntent] = field(default_factory=list)
+    executions: list[Execution] = field(default_factory=list)
+    rejections: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
+
+
+def slice_id_for(start: dt.datetime) -> str:
+    return start.strftime("%Y-%m-%dT%H:%M")
+
+
+class Engine:
+    def __init__(
+        self,
+        session_date: dt.date,
+        session_close: dt.datetime,
+        config: StrategyConfig,
+        broker: PaperBroker,
+        session_open: dt.datetime | None = None,
+    ) -> None:
+        self.session_date = session_date
+        self.session_open = session_open
+        self.close = session_close
+        self.cfg = config
+        self.broker = broker
+        self.entry_cutoff = session_close - config.no_entry_before_close
+        # The flatten order is decided one bar early so that it fills on the bar that opens
+        # at close - buffer - 1 min: the book is flat *before* close - buffer.
+        self.flatten_decision = session_close - config.flatten_before_close - MINUTE
+        self.indicators = SessionIndicators()
+        self.crossovers = CrossoverDetector()
+        self.position: OpenPosition | None = None
+        self.pending_entry: TradeIntent | None = None
+        self.pending_side: SignalType | None = None
+        self.realized_pnl = 0.0
+        self.cooldown_until: dt.datetime | None = None
+        self.last_bar_start: dt.datetime | None = None
+        self.last_quotes: dict[str, OptionQuote] = {}
+        self._intent_seq = 0
+        self._slice_id = ""
+
+    # ---- the minute step ------------------------------------------------------------------
+
+    def on_slice(self, slc: MinuteSlice) -> StepOutput:
+        out = StepOutput()
+        bar = slc.bar
+        if reason := self._reject_bar(slc):
+            out.rejections.append((f"bar {bar.start:%H:%M}", reason))
+            return out
+        quotes, bad = _sane_quotes(slc.quotes)
+        out.rejections.extend(bad)
+        self.last_bar_start = bar.start
+        self._slice_id = slice_id_for(bar.start)
+        self._intent_seq = 0
+        self.last_quotes.update(quotes)
+
+        for event in self.broker.fill_working(quotes, bar.start):
+            out.executions.append(self._apply(event))
+        self._check_brackets(quotes, bar.start, out)
+
+        vwap, ma9 = self.indicators.update(bar.high, bar.low, bar.close, bar.volume, bar.vwap)
+        signal_type = self.crossovers.update(vwap, ma9)
+        now = bar.end
+        if signal_type is not None and vwap is not None and ma9 is not None:
+            self._on_signal(signal_type, slc, quotes, vwap, ma9, now, out)
+        if self.position and not self.position.closing and now >= self.flatten_decision:
+            self._close(ExitReason.CLOSE, self.position.signal_id, now, out)
+
+        out.tick = self._tick(slc, quotes, vwap, ma9, now)
+        out.position = self._position_state(bar.start)
+        out.broker_positions = self.broker.positions()
+        return out
+
+    def finish(self, at: dt.datetime) -> StepOutput:
+        """End of data: a short still open (its contract stopped trading) is closed at its
+        last known ask. A 0DTE short is never held into the close."""
+        out = StepOutput()
+        pos = self.position
+        if pos is None:
+            return out
+        quote = self.last_quotes.get(pos.symbol)
+        price = quote.ask if quote else pos.credit
+        self._slice_id = slice_id_for(at)
+        intent = self._intent(Action.BUY_TO_CLOSE, pos, price, ExitReason.CLOSE.value, pos.signal_id, at)
+        out.intents.append(intent)
+        self.broker.cancel_working(pos.position_id)
+        out.executions.append(self._apply(self.broker.fill_now(intent, pos.position_id, price, at)))
+        return out
+
+    # ---- steps ----------------------------------------------------------------------------
+
+    def _reject_bar(self, slc: MinuteSlice) -> str | None:
+        bar = slc.bar
+        if self.last_bar_start is not None and bar.start <= self.last_bar_start:
+            return "duplicate bar" if bar.start == self.last_bar_start else "out-of-order bar"
+        if bar.start.date() != self.session_date:
+            return "bar from another session"
+        if self.session_open is not None and bar.start < self.session_open:
+            return "bar before the open"
+        if bar.start >= self.close:
+            return "bar after the close"
+        if not (bar.low <= min(bar.open, bar.close) and max(bar.open, bar.close) <= bar.high):
+            return "inconsistent OHLC"
+        if bar.volume < 0 or bar.low <= 0:
+            return "non-positive price or negative volume"
+        return None
+
+    def _check_brackets(self, quotes: dict[str, OptionQuote], at: dt.datetime, out: StepOutput) -> None:
+        pos = self.position
+        if pos is None or pos.closing or (quote := quotes.get(pos.symbol)) is None:
+            return
+        trigger = bracket_trigger(quote, pos.stop_loss, pos.take_profit)
+        if trigger is None:
+            return
+        reason, price = trigger
+        intent = self._intent(Action.BUY_TO_CLOSE, pos, price, reason.value, pos.signal_id, at)
+        out.intents.append(intent)
+        out.executions.append(self._apply(self.broker.fill_now(intent, pos.position_id, price, at)))
+
+    def _on_signal(
+        self,
+        signal_type: SignalType,
+        slc: MinuteSlice,
+        quotes: dict[str, OptionQuote],
+        vwap: float,
+        ma9: float,
+        now: dt.datetime,
+        out: StepOutput,
+    ) -> None:
+        price = slc.bar.close
+        direction = "above" if signal_type is SignalType.BULLISH else "below"
+        rationale = f"MA9 {ma9:.4f} crossed {direction} VWAP {vwap:.4f}; QQQ {price:.2f}"
+        signal_id = f"sig-{self._slice_id}"
+        pos = self.position
+        in_cooldown = self.cooldown_until is not None and now < self.cooldown_until
+
+        if pos is not None and pos.side is signal_type:
+            return self._record(out, signal_id, signal_type, None, price, vwap, ma9, rationale, now, "position_open")
+        if pos is not None and pos.closing:
+            return self._record(out, signal_id, signal_type, None, price, vwap, ma9, rationale, now, "exit_pending")
+        if self.pending_entry is not None:
+            return self._record(out, signal_id, signal_type, None, price, vwap, ma9, rationale, now, "order_pending")
+
+        reversing = pos is not None
+        if reversing:  # exits are always taken; only the rollover entry is subject to the rules
+            self._close(ExitReason.REVERSAL, signal_id, now, out)
+        reason = self._entry_blocker(in_cooldown, now)
+        chosen: OptionQuote | None = None
+        qty = 0
+        if reason is None:
+            chosen, reason = self._choose(signal_type, quotes, price, now)
+        if reason is None and chosen is not None:
+            qty = self._size(chosen, price)
+            if qty == 0:
+                reason = "capital"
+        if reason is not None:
+            acted = reversing
+            drop = None if acted else reason
+            note = f"{rationale}; closed the position, no rollover: {reason}" if acted else rationale
+            return self._record(out, signal_id, signal_type, None, price, vwap, ma9, note, now, drop, acted)
+
+        assert chosen is not None
+        self.cooldown_until = now + self.cfg.cooldown
+        self._record(out, signal_id, signal_type, chosen.symbol, price, vwap, ma9, rationale, now, None)
+        stop, target = brackets(self.cfg.risk, chosen.bid)
+        intent = TradeIntent(
+            intent_id=self._next_intent_id(),
+            signal_id=signal_id,
+            est_timestamp=now,
+            action=Action.SELL_TO_OPEN,
+            option_symbol=chosen.symbol,
+            qty=qty,
+            limit_price=round(chosen.bid, 4),
+            stop_loss=stop,
+            take_profit=target,
+            reason="rollover" if reversing else "entry",
+        )
+        out.intents.append(intent)
+        self.pending_entry, self.pending_side = intent, signal_type
+        self.broker.submit(intent, intent.intent_id)
+
+    def _entry_blocker(self, in_cooldown: bool, now: dt.datetime) -> str | None:
+        if in_cooldown:
+            return "cooldown"
+        if now >= self.entry_cutoff or now >= self.flatten_decision:
+            return "no_entry_window"
+        return None
+
+    def _choose(
+        self, signal_type: SignalType, quotes: dict[str, OptionQuote], price: float, now: dt.datetime
+    ) -> tuple[OptionQuote | None, str | None]:
+        expiry = target_expiry(quotes, self.session_date)
+        if expiry is None:
+            return None, "no_contract"
+        right = right_for(signal_type)
+        chosen = select_contract(quotes, right, price, expiry, self.cfg.strike_offset)
+        if chosen is None:
+            return None, "no_contract"
+        if now - chosen.start > self.cfg.stale_after + MINUTE:
+            return None, "stale_data"
+        if chosen.bid <= 0:
+            return None, "no_bid"
+        return chosen, None
+
+    def _size(self, chosen: OptionQuote, underlying: float) -> int:
+        margin = naked_margin_per_contract(
+            chosen.contract.right, chosen.contract.strike, underlying, chosen.bid
+        )
+        return position_size(self.cfg.risk, margin, self.cfg.risk.trading_capital + self.realized_pnl)
+
+    def _close(self, reason: ExitReason, signal_id: str | None, now: dt.datetime, out: StepOutput) -> None:
+        pos = self.position
+        assert pos is not None
+        quote = self.last_quotes.get(pos.symbol)
+        limit = quote.ask if quote else pos.credit
+        intent = self._intent(Action.BUY_TO_CLOSE, pos, limit, reason.value, signal_id, now)
+        out.intents.append(intent)
+        pos.closing = True
+        self.broker.submit(intent, pos.position_id)
+
+    # ---- bookkeeping ----------------------------------------------------------------------
+
+    def _apply(self, event: Execution) -> Execution:
+        """Update the book with a broker event; returns it with its realized P/L set."""
+        if event.status is not OrderStatus.FILLED:
+            if self.pending_entry and event.intent_id == self.pending_entry.intent_id:
+                self.pending_entry = self.pending_side = None
+            return event
+        price = event.fill_price or 0.0
+        if event.action is Action.SELL_TO_OPEN:
+            intent, side = self.pending_entry, self.pending_side
+            assert intent is not None and side is not None and intent.intent_id == event.intent_id
+            self.pending_entry = self.pending_side = None
+            stop, target = brackets(self.cfg.risk, price)
+            self.position = OpenPosition(
+                position_id=event.position_id,
+                signal_id=intent.signal_id,
+                symbol=event.option_symbol,
+                side=side,
+                qty=event.qty,
+                credit=price,
+                stop_loss=stop,
+                take_profit=target,
+            )
+            pnl = -event.fees
+        else:
+            pos = self.position
+            assert pos is not None and pos.position_id == event.position_id
+            pnl = round(round_trip_pnl(pos.credit, price, event.qty) - event.fees, 2)
+            self.position = None
+        self.realized_pnl = round(self.realized_pnl + pnl, 2)
+        return replace(event, pnl_contrib=round(pnl, 2))
+
+    def _next_intent_id(self) -> str:
+        self._intent_seq += 1
+        return f"int-{self._slice_id}-{self._intent_seq}"
+
+    def _intent(
+        self,
+        action: Action,
+        pos: OpenPosition,
+        limit: float,
+        reason: str,
+        signal_id: str | None,
+        at: dt.datetime,
+    ) -> TradeIntent:
+        return TradeIntent(
+            intent_id=self._next_intent_id(),
+            signal_id=signal_id,
+            est_timestamp=at,
+            action=action,
+            option_symbol=pos.symbol,
+            qty=pos.qty,
+            limit_price=round(limit, 4),
+            stop_loss=None,
+            take_profit=None,
+            reason=reason,
+        )
+
+    def _record(
+        self,
+        out: StepOutput,
+        signal_id: str,
+        signal_type: SignalType,
+        option_symbol: str | None,
+        price: float,
+        vwap: float,
+        ma9: float,
+        rationale: str,
+        now: dt.datetime,
+        drop_reason: str | None,
+        acted: bool | None = None,
+    ) -> None:
+        out.signals.append(
+            Signal(
+                signal_id=signal_id,
+                slice_id=self._slice_id,
+                est_timestamp=now,
+                signal_type=signal_type,
+                option_symbol=option_symbol,
+                underlying_price=price,
+                vwap=vwap,
+                ma9=ma9,
+                rationale=rationale if drop_reason is None else f"{rationale}; dropped: {drop_reason}",
+                cooldown_until=self.cooldown_until,
+                acted=(drop_reason is None) if acted is None else acted,
+                drop_reason=drop_reason,
+            )
+        )
+
+    def _tick(
+        self,
+        slc: MinuteSlice,
+        quotes: dict[str, OptionQuote],
+        vwap: float | None,
+        ma9: float | None,
+        now: dt.datetime,
+    ) -> NormalizedTick:
+        held = self.position.symbol if self.position else None
+        quote = self.last_quotes.get(held) if held else None
+        stale = quote is not None and now - quote.start > self.cfg.stale_after + MINUTE
+        return NormalizedTick(
+            slice_id=self._slice_id,
+            period_start=slc.bar.start,
+            underlying_price=slc.bar.close,
+            vwap=vwap,
+            ma9=ma9,
+            vwap_source=BAR_VWAP if slc.bar.vwap is not None else TYPICAL_PRICE,
+            side=self.crossovers.side,
+            quotes_used=len(quotes),
+            held_symbol=held,
+            held_bid=quote.bid if quote else None,
+            held_ask=quote.ask if quote else None,
+            stale=stale or (not quotes),
+        )
+
+    def _position_state(self, at: dt.datetime) -> PositionState:
+        pos = self.position
+        if pos is None:
+            return PositionState(at, self._slice_id, None, 0, None, None, 0.0, self.realized_pnl, None, None)
+        quote = self.last_quotes.get(pos.symbol)
+        mark = quote.ask if quote else None
+        unrealized = round_trip_pnl(pos.credit, mark, pos.qty) if mark is not None else 0.0
+        return PositionState(
+            est_timestamp=at,
+            slice_id=self._slice_id,
+            symbol=pos.symbol,
+            net_quantity=-pos.qty,
+            avg_price=pos.credit,
+            mark=mark,
+            unrealized_pnl=unrealized,
+            realized_pnl=self.realized_pnl,
+            stop_loss=pos.stop_loss,
+            take_profit=pos.take_profit,
+        )
+
+
+def _sane_quotes(quotes: dict[str, OptionQuote]) -> tuple[dict[str, OptionQuote], list[tuple[str, str]]]:
+    """Drop crossed, zero or negative quotes, recording why (SPEC §4)."""
+    good: dict[str, OptionQuote] = {}
+    bad: list[tuple[str, str]] = []
+    for symbol, q in quotes.items():
+        if q.ask <= 0:
+            bad.append((symbol, "zero or negative ask"))
+        elif q.bid < 0:
+            bad.append((symbol, "negative bid"))
+        elif q.bid > q.ask:
+            bad.append((symbol, "crossed quote"))
+        else:
+            good[symbol] = q
+    return good, bad
+
+
+__all__ = ["CONTRACT_MULTIPLIER", "Engine", "StepOutput", "StrategyConfig", "slice_id_for"]

@@ -1,0 +1,65 @@
+"""Sizing, brackets and fees (SPEC §1, Entry and P/L)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from alphagen_core.models import CONTRACT_MULTIPLIER, Right
+from alphagen_core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    stop_loss_multiple: float = 2.0
+    take_profit_multiple: float = 0.5
+    max_position_size: int = 25
+    trading_capital: float = 5_000_000.0
+    fee_per_contract: float = 0.65
+    fee_regulatory_per_contract: float = 0.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> RiskConfig:
+        return cls(
+            stop_loss_multiple=s.risk_stop_loss_multiple,
+            take_profit_multiple=s.risk_take_profit_multiple,
+            max_position_size=s.risk_max_position_size,
+            trading_capital=s.risk_trading_capital,
+            fee_per_contract=s.fee_per_contract,
+            fee_regulatory_per_contract=s.fee_regulatory_per_contract,
+        )
+
+
+def naked_margin_per_contract(right: Right, strike: float, underlying: float, premium: float) -> float:
+    """Margin of one uncovered short option, by the CBOE/FINRA rule for equity options:
+    premium + max(20% of the underlying - the out-of-the-money amount, 10% of the strike
+    for puts / of the underlying for calls), times the multiplier."""
+    if right is Right.PUT:
+        otm = max(underlying - strike, 0.0)
+        floor = 0.10 * strike
+    else:
+        otm = max(strike - underlying, 0.0)
+        floor = 0.10 * underlying
+    return (premium + max(0.20 * underlying - otm, floor)) * CONTRACT_MULTIPLIER
+
+
+def position_size(cfg: RiskConfig, margin_per_contract: float, capital_available: float) -> int:
+    """RISK_MAX_POSITION_SIZE, reduced so that the margin stays within the capital."""
+    if margin_per_contract <= 0:
+        return cfg.max_position_size
+    affordable = math.floor(max(capital_available, 0.0) / margin_per_contract)
+    return max(0, min(cfg.max_position_size, affordable))
+
+
+def brackets(cfg: RiskConfig, credit: float) -> tuple[float, float]:
+    """(stop_loss, take_profit) ask levels for a short sold at `credit`."""
+    return round(credit * cfg.stop_loss_multiple, 4), round(credit * cfg.take_profit_multiple, 4)
+
+
+def fees(cfg: RiskConfig, qty: int) -> float:
+    return round(qty * (cfg.fee_per_contract + cfg.fee_regulatory_per_contract), 2)
+
+
+def round_trip_pnl(credit: float, debit: float, qty: int) -> float:
+    """Gross P/L of closing a short: (credit - debit) * 100 * qty, in dollars."""
+    return round((credit - debit) * CONTRACT_MULTIPLIER * qty, 2)
