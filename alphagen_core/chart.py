@@ -1,0 +1,45 @@
+"""The day's chart: QQQ, session VWAP and MA9, with entries and exits marked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here; must precede pyplot
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus  # noqa: E402
+
+
+def day_chart_png(day: dt.date, ticks: Sequence[NormalizedTick], executions: Sequence[Execution]) -> bytes:
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=90)
+    try:
+        times = [t.period_start for t in ticks]
+        ax.plot(times, [t.underlying_price for t in ticks], color="#444", lw=1, label="QQQ close")
+        ax.plot(times, [t.vwap for t in ticks], color="#1f77b4", lw=1.2, label="session VWAP")
+        ax.plot(times, [t.ma9 for t in ticks], color="#ff7f0e", lw=1.2, label="MA9")
+        price_at = {t.period_start: t.underlying_price for t in ticks}
+        fills = [e for e in executions if e.status is OrderStatus.FILLED]
+        for action, marker, color, label in (
+            (Action.SELL_TO_OPEN, "v", "#d62728", "sell to open"),
+            (Action.BUY_TO_CLOSE, "^", "#2ca02c", "buy to close"),
+        ):
+            pts = [(e.est_timestamp, price_at.get(e.est_timestamp)) for e in fills if e.action is action]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, color=color, s=60, zorder=3, label=label)
+        pnl = sum(e.pnl_contrib for e in executions)
+        ax.set_title(f"{day:%Y-%m-%d}  realized P/L ${pnl:,.2f}  ({len(fills)} fills)")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=times[0].tzinfo if times else None))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The Dagster UI (webserver) and daemon on the project's workspace, bound to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+.venv/bin/dagster-daemon run -w workspace.yaml &
+daemon=$!
+trap 'kill $daemon 2>/dev/null' EXIT
+.venv/bin/dagster-webserver -w workspace.yaml -h "${ALPHAGEN_UI_HOST:-127.0.0.1}" -p "${ALPHAGEN_UI_PORT:-3000}"
