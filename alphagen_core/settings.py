@@ -6,6 +6,7 @@ style. `.env.example` lists every variable with its default.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LIVE_CONFIRMATION_PHRASE = "I-ACCEPT-REAL-MONEY-RISK"
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 class Mode(StrEnum):
@@ -85,9 +87,16 @@ class Settings(BaseSettings):
     @field_validator("risk_max_position_size", mode="before")
     @classmethod
     def _whole_contracts(cls, value: object) -> object:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError("must be a whole number of contracts")
-        if isinstance(value, str) and value.strip().lstrip("+").isdigit() is False:
+        match value:
+            case bool():  # pydantic would take True as 1 contract
+                whole = False
+            case float():
+                whole = value.is_integer()
+            case str():
+                whole = _WHOLE_NUMBER.fullmatch(value) is not None
+            case _:
+                whole = True
+        if not whole:
             raise ValueError("must be a whole number of contracts")
         return value
 
@@ -142,7 +151,10 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors(include_input=False, include_url=False):
             name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
             problems.append(f"  {name}: {err['msg']}")
-        raise SettingsError("invalid configuration:\n" + "\n".join(problems)) from None
+    # Raised outside the except block so that the ValidationError, whose text quotes the
+    # offending input (perhaps a secret pasted into the wrong variable), is not even kept
+    # as __context__ on the SettingsError.
+    raise SettingsError("invalid configuration:\n" + "\n".join(problems))
 
 
 @lru_cache(maxsize=1)

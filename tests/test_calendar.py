@@ -1,0 +1,305 @@
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from alphagen_core import calendar
+from alphagen_core.calendar import (
+    NY,
+    NotATradingDay,
+    Session,
+    holidays_between,
+    is_trading_day,
+    live_session_at,
+    next_trading_day,
+    previous_trading_day,
+    session,
+    sessions,
+    to_ny,
+    trading_days,
+)
+
+D = dt.date
+UTC = dt.UTC
+
+
+def ny(y: int, m: int, d: int, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
+    return dt.datetime(y, m, d, hh, mm, ss, tzinfo=NY)
+
+
+def test_ny_is_new_york() -> None:
+    assert NY == ZoneInfo("America/New_York")
+
+
+# ---- regular and early sessions ------------------------------------------------------------
+
+
+def test_regular_session() -> None:
+    s = session(D(2024, 2, 12))
+    assert s == Session(D(2024, 2, 12), ny(2024, 2, 12, 9, 30), ny(2024, 2, 12, 16), False)
+    assert s.minutes == 390
+    assert s.live_window_start == ny(2024, 2, 12, 9, 0)
+    assert s.live_window_end == ny(2024, 2, 12, 16, 30)
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        D(2024, 11, 29),  # day after Thanksgiving
+        D(2025, 7, 3),  # day before Independence Day
+        D(2024, 7, 3),
+        D(2024, 12, 24),  # Christmas Eve
+        D(2025, 11, 28),
+        D(2025, 12, 24),
+    ],
+)
+def test_early_closes_at_13(day: dt.date) -> None:
+    s = session(day)
+    assert s.early_close
+    assert s.open.timetz() == dt.time(9, 30, tzinfo=NY)
+    assert s.close == dt.datetime.combine(day, dt.time(13, 0), tzinfo=NY)
+    assert s.minutes == 210
+    assert s.live_window_end == dt.datetime.combine(day, dt.time(13, 30), tzinfo=NY)
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        D(2026, 7, 2),  # July 3 2026 is the observed holiday: the day before it is normal
+        D(2021, 12, 23),  # December 24 2021 was the observed Christmas
+        D(2022, 12, 23),  # December 24 2022 was a Saturday
+        D(2024, 11, 27),  # the day *before* Thanksgiving is a full day
+        D(2024, 7, 5),
+        D(2024, 12, 26),
+    ],
+)
+def test_no_early_close_around_holidays(day: dt.date) -> None:
+    s = session(day)
+    assert not s.early_close
+    assert s.close == dt.datetime.combine(day, dt.time(16, 0), tzinfo=NY)
+    assert s.minutes == 390
+
+
+def test_early_close_days_in_2024_and_2025() -> None:
+    early = [s.date for s in sessions(D(2024, 1, 1), D(2025, 12, 31)) if s.early_close]
+    assert early == [
+        D(2024, 7, 3),
+        D(2024, 11, 29),
+        D(2024, 12, 24),
+        D(2025, 7, 3),
+        D(2025, 11, 28),
+        D(2025, 12, 24),
+    ]
+
+
+# ---- closed days ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "holiday"),
+    [
+        (D(2024, 12, 25), "Christmas"),
+        (D(2025, 1, 1), "New Year"),
+        (D(2024, 3, 29), "Good Friday"),
+        (D(2026, 7, 3), "Independence Day (observed)"),
+        (D(2025, 1, 9), "Carter"),  # national day of mourning
+    ],
+)
+def test_holidays_are_closed(day: dt.date, holiday: str) -> None:
+    assert not is_trading_day(day)
+    with pytest.raises(NotATradingDay, match=re.escape(holiday)) as exc:
+        session(day)
+    assert day.isoformat() in str(exc.value)
+    assert "holiday" in str(exc.value)
+    assert isinstance(exc.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("day", "weekday"), [(D(2024, 3, 9), "Saturday"), (D(2024, 3, 10), "Sunday")]
+)
+def test_weekends_are_closed(day: dt.date, weekday: str) -> None:
+    assert not is_trading_day(day)
+    with pytest.raises(NotATradingDay, match=f"{day.isoformat()}.*weekend.*{weekday}"):
+        session(day)
+
+
+def test_2026_07_02_is_a_normal_trading_day() -> None:
+    assert is_trading_day(D(2026, 7, 2))
+    assert session(D(2026, 7, 2)).close == ny(2026, 7, 2, 16)
+
+
+def test_a_datetime_is_refused_where_a_date_is_expected() -> None:
+    # 2024-12-25 00:00 as a datetime would miss the holiday lookup and look like a trading day
+    with pytest.raises(TypeError, match="date"):
+        is_trading_day(dt.datetime(2024, 12, 25))
+    with pytest.raises(TypeError):
+        session(dt.datetime(2024, 12, 25, tzinfo=NY))
+
+
+# ---- DST -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "open_utc"),
+    [
+        (D(2024, 3, 8), dt.datetime(2024, 3, 8, 14, 30, tzinfo=UTC)),  # Friday, EST (UTC-5)
+        (D(2024, 3, 11), dt.datetime(2024, 3, 11, 13, 30, tzinfo=UTC)),  # Monday, EDT (UTC-4)
+        (D(2024, 11, 1), dt.datetime(2024, 11, 1, 13, 30, tzinfo=UTC)),  # Friday, EDT
+        (D(2024, 11, 4), dt.datetime(2024, 11, 4, 14, 30, tzinfo=UTC)),  # Monday, EST
+    ],
+)
+def test_open_is_0930_new_york_across_dst(day: dt.date, open_utc: dt.datetime) -> None:
+    s = session(day)
+    assert (s.open.hour, s.open.minute) == (9, 30)
+    assert s.open.astimezone(UTC) == open_utc
+    assert s.close - s.open == dt.timedelta(hours=6, minutes=30)
+
+
+def test_utc_offsets_differ_across_dst_changes() -> None:
+    assert session(D(2024, 3, 8)).open.utcoffset() == dt.timedelta(hours=-5)
+    assert session(D(2024, 3, 11)).open.utcoffset() == dt.timedelta(hours=-4)
+    assert session(D(2024, 11, 1)).open.utcoffset() == dt.timedelta(hours=-4)
+    assert session(D(2024, 11, 4)).open.utcoffset() == dt.timedelta(hours=-5)
+
+
+# ---- ranges and neighbours -----------------------------------------------------------------
+
+
+def test_2024_has_252_trading_days() -> None:
+    days = trading_days(D(2024, 1, 1), D(2024, 12, 31))
+    assert len(days) == 252
+    assert days[0] == D(2024, 1, 2)
+    assert days[-1] == D(2024, 12, 31)
+    assert [s.date for s in sessions(D(2024, 1, 1), D(2024, 12, 31))] == days
+
+
+def test_ranges_are_inclusive_and_empty_when_reversed() -> None:
+    assert trading_days(D(2024, 2, 12), D(2024, 2, 16)) == [D(2024, 2, d) for d in range(12, 17)]
+    assert trading_days(D(2024, 2, 12), D(2024, 2, 12)) == [D(2024, 2, 12)]
+    assert trading_days(D(2024, 2, 13), D(2024, 2, 12)) == []
+    assert sessions(D(2024, 2, 17), D(2024, 2, 19)) == []  # Saturday to Presidents' Day
+
+
+def test_holidays_between_lists_weekday_closures_only() -> None:
+    assert holidays_between(D(2024, 1, 1), D(2024, 12, 31)) == [
+        D(2024, 1, 1),
+        D(2024, 1, 15),
+        D(2024, 2, 19),
+        D(2024, 3, 29),
+        D(2024, 5, 27),
+        D(2024, 6, 19),
+        D(2024, 7, 4),
+        D(2024, 9, 2),
+        D(2024, 11, 28),
+        D(2024, 12, 25),
+    ]
+    # 2022-01-01 was a Saturday and was not observed on Friday 2021-12-31
+    assert holidays_between(D(2021, 12, 31), D(2022, 1, 3)) == []
+    assert holidays_between(D(2026, 7, 1), D(2026, 7, 6)) == [D(2026, 7, 3)]
+
+
+def test_every_weekday_is_either_a_trading_day_or_a_holiday() -> None:
+    start, end = D(2023, 1, 1), D(2026, 12, 31)
+    weekdays = [
+        start + dt.timedelta(days=i)
+        for i in range((end - start).days + 1)
+        if (start + dt.timedelta(days=i)).weekday() < 5
+    ]
+    closed = holidays_between(start, end)
+    open_days = trading_days(start, end)
+    assert sorted(closed + open_days) == weekdays
+    assert not set(closed) & set(open_days)
+
+
+def test_next_and_previous_trading_day() -> None:
+    assert next_trading_day(D(2024, 3, 28)) == D(2024, 4, 1)  # over Good Friday + weekend
+    assert previous_trading_day(D(2024, 4, 1)) == D(2024, 3, 28)
+    assert next_trading_day(D(2024, 2, 12)) == D(2024, 2, 13)  # strictly after
+    assert previous_trading_day(D(2024, 2, 13)) == D(2024, 2, 12)  # strictly before
+    assert next_trading_day(D(2024, 12, 31)) == D(2025, 1, 2)  # across a year and New Year
+    assert previous_trading_day(D(2025, 1, 2)) == D(2024, 12, 31)
+    assert next_trading_day(D(2026, 7, 2)) == D(2026, 7, 6)
+
+
+# ---- live window ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (ny(2024, 2, 12, 9, 0), D(2024, 2, 12)),  # window opens at open - 30 min, inclusive
+        (ny(2024, 2, 12, 8, 59, 59), None),
+        (ny(2024, 2, 12, 8, 59), None),
+        (ny(2024, 2, 12, 12, 0), D(2024, 2, 12)),
+        (ny(2024, 2, 12, 16, 29, 59), D(2024, 2, 12)),
+        (ny(2024, 2, 12, 16, 29), D(2024, 2, 12)),
+        (ny(2024, 2, 12, 16, 30), None),  # close + 30 min is excluded
+        (ny(2024, 2, 12, 17, 0), None),
+        (ny(2024, 2, 10, 12, 0), None),  # Saturday
+        (ny(2024, 12, 25, 12, 0), None),  # Christmas
+        (ny(2024, 11, 29, 13, 29), D(2024, 11, 29)),  # early close: window ends 13:30
+        (ny(2024, 11, 29, 13, 30), None),
+        (ny(2024, 11, 29, 16, 0), None),
+    ],
+)
+def test_live_session_at(now: dt.datetime, expected: dt.date | None) -> None:
+    found = live_session_at(now)
+    assert (found.date if found else None) == expected
+
+
+def test_live_session_at_accepts_any_timezone() -> None:
+    # 2024-03-11 09:00 EDT == 13:00Z, and 2024-11-04 09:00 EST == 14:00Z
+    assert live_session_at(dt.datetime(2024, 3, 11, 13, 0, tzinfo=UTC)) == session(D(2024, 3, 11))
+    assert live_session_at(dt.datetime(2024, 3, 11, 12, 59, tzinfo=UTC)) is None
+    assert live_session_at(dt.datetime(2024, 11, 4, 14, 0, tzinfo=UTC)) == session(D(2024, 11, 4))
+    assert live_session_at(dt.datetime(2024, 11, 4, 13, 59, tzinfo=UTC)) is None
+    # 16:15 New York on Monday is already Tuesday in Tokyo
+    tokyo = dt.datetime(2024, 2, 13, 6, 15, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert live_session_at(tokyo) == session(D(2024, 2, 12))
+
+
+def test_live_session_at_refuses_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        live_session_at(dt.datetime(2024, 2, 12, 10, 0))
+
+
+# ---- to_ny ---------------------------------------------------------------------------------
+
+
+def test_to_ny_converts_aware_times() -> None:
+    converted = to_ny(dt.datetime(2024, 7, 1, 14, 30, tzinfo=UTC))
+    assert converted == ny(2024, 7, 1, 10, 30)
+    assert converted.tzinfo is NY
+    assert (converted.hour, converted.minute) == (10, 30)
+    winter = to_ny(dt.datetime(2024, 1, 2, 14, 30, tzinfo=UTC))
+    assert (winter.hour, winter.minute) == (9, 30)
+
+
+def test_to_ny_refuses_naive_time() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        to_ny(dt.datetime(2024, 7, 1, 14, 30))
+
+
+# ---- speed ---------------------------------------------------------------------------------
+
+
+def test_a_year_of_sessions_is_fast() -> None:
+    # The first holiday lookup in a process imports every country module of the `holidays`
+    # package (~0.4 s, once); what must be fast is the per-year work after that.
+    is_trading_day(D(2000, 1, 3))
+    calendar._holidays_of_year.cache_clear()
+    calendar._session.cache_clear()
+    started = time.perf_counter()
+    cold = sessions(D(2023, 1, 1), D(2023, 12, 31))
+    cold_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    warm = sessions(D(2023, 1, 1), D(2023, 12, 31))
+    warm_seconds = time.perf_counter() - started
+    assert cold == warm
+    assert len(cold) == 250
+    assert cold_seconds < 0.05
+    assert warm_seconds < 0.01
