@@ -1,0 +1,48 @@
+-- One row per (trade_date, mode) the engine ran (every session present in the latest
+-- normalized_ticks), trading or not: a day without fills has zeros, not a missing row.
+--   realized_pnl: sum of pnl_contrib of FILLED executions, net of fees, in dollars (cents)
+--   fees:         sum of fees of FILLED executions
+--   trades:       completed round trips (positions with an exit fill), from `trades`
+--   wins/losses:  round trips whose P/L (sum of their fills' pnl_contrib) is > 0 / < 0
+with sessions as (
+    select mode, session_date, version from {{ ref('stg_latest_versions') }}
+),
+
+fills as (
+    select
+        mode,
+        session_date,
+        sum(pnl_contrib) as realized_pnl,
+        sum(fees) as fees
+    from {{ ref('stg_executions') }}
+    where is_fill
+    group by mode, session_date
+),
+
+round_trips as (
+    select
+        mode,
+        trade_date as session_date,
+        count(*) as trades,
+        count(*) filter (where pnl > 0) as wins,
+        count(*) filter (where pnl < 0) as losses
+    from {{ ref('trades') }}
+    group by mode, trade_date
+)
+
+select
+    sessions.session_date as trade_date,
+    sessions.mode,
+    cast(round(coalesce(fills.realized_pnl, 0), 2) as decimal(18, 2)) as realized_pnl,
+    cast(round(coalesce(fills.fees, 0), 2) as decimal(18, 2)) as fees,
+    cast(coalesce(round_trips.trades, 0) as bigint) as trades,
+    cast(coalesce(round_trips.wins, 0) as bigint) as wins,
+    cast(coalesce(round_trips.losses, 0) as bigint) as losses,
+    sessions.version
+from sessions
+left join fills
+    on sessions.mode = fills.mode
+    and sessions.session_date = fills.session_date
+left join round_trips
+    on sessions.mode = round_trips.mode
+    and sessions.session_date = round_trips.session_date

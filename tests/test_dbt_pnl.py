@@ -1,0 +1,434 @@
+"""dbt_pnl end to end: real `dbt build` (the venv's dbt executable) on a real DuckDB file
+written through alphagen_core.store, then the marts read back and checked against figures
+computed by hand.
+
+Scenarios (one `dbt build` each):
+- good data: two replay versions of 2024-02-12 (the older one, written later, must be
+  ignored), a paper session the same day, and a replay day without trades; the build runs
+  while another process-level connection holds the DuckDB lock, so the profile's connect
+  retries are exercised.
+- broken data: an execution whose intent does not exist -> `dbt build` fails.
+- a relative ALPHAGEN_DUCKDB_PATH is refused before anything is created.
+Every run sends target/ and logs to the tmp dir; the test checks that dbt_pnl/ is untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+from alphagen_core.store import RowMeta, Store
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = REPO / "dbt_pnl"
+DBT = REPO / ".venv" / "bin" / "dbt"
+NY = ZoneInfo("America/New_York")
+
+DAY1 = dt.date(2024, 2, 12)
+DAY2 = dt.date(2024, 2, 13)
+V_OLD = "replay-2024-03-01T10:00:00"
+V_NEW = "replay-2024-03-02T10:00:00"  # max(version): the one readers must use
+PUT = "O:QQQ240212P00430000"
+CALL = "O:QQQ240212C00432000"
+
+
+def at(day: dt.date, hh: int, mm: int, ss: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=NY)
+
+
+def tick(day: dt.date, hh: int, mm: int, slice_id: str) -> dict:
+    return {
+        "slice_id": slice_id,
+        "period_start": at(day, hh, mm),
+        "underlying_price": 430.1,
+        "vwap": 430.0,
+        "ma9": 430.2,
+        "vwap_source": "typical",
+        "side": 1,
+        "quotes_used": 2,
+        "held_symbol": None,
+        "held_bid": None,
+        "held_ask": None,
+        "stale": False,
+    }
+
+
+def signal(day: dt.date, signal_id: str, ts: dt.datetime, kind: str, symbol: str) -> dict:
+    return {
+        "signal_id": signal_id,
+        "slice_id": f"{day}-{ts:%H%M}",
+        "est_timestamp": ts,
+        "signal_type": kind,
+        "option_symbol": symbol,
+        "underlying_price": 430.1,
+        "vwap": 430.0,
+        "ma9": 430.2,
+        "rationale": f"MA9 crossed {'above' if kind == 'bullish' else 'below'} VWAP",
+        "cooldown_until": ts + dt.timedelta(seconds=30),
+        "acted": True,
+        "drop_reason": None,
+    }
+
+
+def intent(
+    intent_id: str, signal_id: str, ts: dt.datetime, action: str, symbol: str, qty: int, px: float
+) -> dict:
+    return {
+        "intent_id": intent_id,
+        "signal_id": signal_id,
+        "est_timestamp": ts,
+        "action": action,
+        "option_symbol": symbol,
+        "qty": qty,
+        "limit_price": px,
+        "stop_loss": None,
+        "take_profit": None,
+        "reason": "entry" if action == "SELL_TO_OPEN" else "exit",
+    }
+
+
+def execution(
+    execution_id: str,
+    intent_id: str,
+    position_id: str,
+    ts: dt.datetime,
+    symbol: str,
+    action: str,
+    status: str,
+    qty: int,
+    price: float | None,
+    fees: float,
+    pnl: float,
+    exit_reason: str | None = None,
+) -> dict:
+    return {
+        "execution_id": execution_id,
+        "intent_id": intent_id,
+        "position_id": position_id,
+        "order_id": f"ord-{intent_id}",
+        "est_timestamp": ts,
+        "option_symbol": symbol,
+        "action": action,
+        "status": status,
+        "fill_price": price,
+        "qty": qty,
+        "fees": fees,
+        "pnl_contrib": pnl,
+        "exit_reason": exit_reason,
+    }
+
+
+def round_trip(
+    day: dt.date,
+    position_id: str,
+    symbol: str,
+    signal_id: str,
+    qty: int,
+    credit: float,
+    debit: float,
+    fees_each: float,
+    entry_ts: dt.datetime,
+    exit_ts: dt.datetime,
+    reason: str,
+) -> tuple[list[dict], list[dict]]:
+    """Intents and executions of one round trip, pnl_contrib computed as the engine does
+    (in floats, so the marts' rounding to cents is exercised)."""
+    entry_intent, exit_intent = f"{position_id}-in", f"{position_id}-out"
+    intents = [
+        intent(entry_intent, signal_id, entry_ts, "SELL_TO_OPEN", symbol, qty, credit),
+        intent(exit_intent, signal_id, exit_ts, "BUY_TO_CLOSE", symbol, qty, debit),
+    ]
+    executions = [
+        execution(f"{position_id}-e0", entry_intent, position_id, entry_ts, symbol,
+                  "SELL_TO_OPEN", "SUBMITTED", qty, None, 0.0, 0.0),
+        execution(f"{position_id}-e1", entry_intent, position_id, entry_ts + dt.timedelta(seconds=2),
+                  symbol, "SELL_TO_OPEN", "FILLED", qty, credit, fees_each, -fees_each),
+        execution(f"{position_id}-e2", exit_intent, position_id, exit_ts, symbol,
+                  "BUY_TO_CLOSE", "FILLED", qty, debit, fees_each,
+                  (credit - debit) * 100 * qty - fees_each, reason),
+    ]
+    return intents, executions
+
+
+def write_good_data(store: Store) -> None:
+    # --- replay 2024-02-12, latest version: a win, a loss, a rejected order -------------
+    s1 = signal(DAY1, "s1", at(DAY1, 10, 5), "bullish", PUT)
+    s2 = signal(DAY1, "s2", at(DAY1, 11, 2), "bearish", CALL)
+    s3 = signal(DAY1, "s3", at(DAY1, 14, 0), "bullish", PUT)
+    # win: 25 @ 1.23 credit, bought back @ 0.61 on the target; fees 16.53 each side
+    #   exit pnl_contrib = (1.23 - 0.61) * 100 * 25 - 16.53 = 1533.47; trade = 1516.94
+    i1, x1 = round_trip(DAY1, "p1", PUT, "s1", 25, 1.23, 0.61, 16.53,
+                        at(DAY1, 10, 6, 0), at(DAY1, 10, 48, 2), "take_profit")
+    # loss: 10 @ 0.87 credit, bought back @ 1.74 on the stop; fees 6.61 each side
+    #   exit pnl_contrib = (0.87 - 1.74) * 100 * 10 - 6.61 = -876.61; trade = -883.22
+    i2, x2 = round_trip(DAY1, "p2", CALL, "s2", 10, 0.87, 1.74, 6.61,
+                        at(DAY1, 11, 3, 0), at(DAY1, 11, 16, 32), "stop_loss")
+    rejected_intent = intent("p3-in", "s3", at(DAY1, 14, 1), "SELL_TO_OPEN", PUT, 25, 1.10)
+    rejected = execution("p3-e0", "p3-in", "p3", at(DAY1, 14, 1, 1), PUT, "SELL_TO_OPEN",
+                         "REJECTED", 25, None, 0.0, 0.0)
+    store.write(
+        {
+            "normalized_ticks": [tick(DAY1, 10, m, f"{DAY1}-10{m:02d}") for m in range(5)],
+            "signals": [s1, s2, s3],
+            "trade_intents": [*i1, *i2, rejected_intent],
+            "executions": [*x1, *x2, rejected],
+        },
+        RowMeta("replay", DAY1, V_NEW, "run-new", at(DAY1, 18, 0)),
+    )
+
+    # --- replay 2024-02-12, OLDER version written AFTER the new one: must be ignored ------
+    # (max(version) decides, not written_at). Different numbers and an extra position p9.
+    o1, y1 = round_trip(DAY1, "p1", PUT, "s1", 25, 2.00, 0.10, 1.00,
+                        at(DAY1, 10, 6), at(DAY1, 10, 30), "take_profit")
+    o9, y9 = round_trip(DAY1, "p9", CALL, "s2", 5, 1.00, 3.00, 1.00,
+                        at(DAY1, 12, 0), at(DAY1, 12, 5), "stop_loss")
+    store.write(
+        {
+            "normalized_ticks": [tick(DAY1, 10, m, f"{DAY1}-10{m:02d}") for m in range(7)],
+            "signals": [s1, s2],
+            "trade_intents": [*o1, *o9],
+            "executions": [*y1, *y9],
+        },
+        RowMeta("replay", DAY1, V_OLD, "run-old", at(DAY1, 19, 0)),
+    )
+
+    # --- paper 2024-02-12: the same position_id as the replay, kept apart by mode ----------
+    #   5 @ 2.00 credit, flattened @ 2.00 at the close; fees 3.31 each side -> trade = -6.62
+    ps = signal(DAY1, "s1", at(DAY1, 15, 0), "bullish", PUT)
+    pi, px = round_trip(DAY1, "p1", PUT, "s1", 5, 2.00, 2.00, 3.31,
+                        at(DAY1, 15, 1), at(DAY1, 15, 55), "close")
+    store.write(
+        {
+            "normalized_ticks": [tick(DAY1, 15, m, f"{DAY1}-15{m:02d}") for m in range(3)],
+            "signals": [ps],
+            "trade_intents": pi,
+            "executions": px,
+        },
+        RowMeta("paper", DAY1, "2024-02-12", "run-paper", at(DAY1, 16, 5)),
+    )
+
+    # --- replay 2024-02-13: the engine ran (ticks, a dropped signal) but did not trade ----
+    dropped = signal(DAY2, "d2-s1", at(DAY2, 10, 40), "bearish", CALL) | {
+        "acted": False,
+        "drop_reason": "cooldown",
+    }
+    store.write(
+        {
+            "normalized_ticks": [tick(DAY2, 10, m, f"{DAY2}-10{m:02d}") for m in range(4)],
+            "signals": [dropped],
+        },
+        RowMeta("replay", DAY2, V_NEW, "run-day2", at(DAY2, 18, 0)),
+    )
+
+
+@dataclass
+class DbtRun:
+    returncode: int
+    output: str
+    seconds: float
+
+
+def project_files() -> set[str]:
+    return {str(p.relative_to(PROJECT)) for p in PROJECT.rglob("*")}
+
+
+def dbt_env(db_path: str, work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+    env["ALPHAGEN_DUCKDB_PATH"] = db_path
+    env["DBT_LOG_PATH"] = str(work / "logs")
+    return env
+
+
+def dbt_cmd(work: Path, *args: str) -> list[str]:
+    return [
+        str(DBT), *args,
+        "--no-use-colors",
+        "--project-dir", str(PROJECT),
+        "--profiles-dir", str(PROJECT),
+        "--target-path", str(work / "target"),
+    ]  # fmt: skip
+
+
+def dbt_build(db_path: str, work: Path, *, hold_lock: bool = False) -> DbtRun:
+    """Run `dbt build`. With hold_lock, this process keeps the DuckDB file locked until dbt
+    has started opening it, then lets go: the build only succeeds if the profile retries."""
+    started = time.monotonic()
+    lock = duckdb.connect(db_path) if hold_lock else None
+    proc = subprocess.Popen(
+        dbt_cmd(work, "build"),
+        env=dbt_env(db_path, work),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        if lock is not None:
+            log_file = work / "logs" / "dbt.log"
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                if log_file.exists() and "Opening a new connection" in log_file.read_text():
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)  # dbt's first duckdb.connect fails on our lock meanwhile
+            lock.close()
+            lock = None
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if lock is not None:
+            lock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return DbtRun(proc.returncode, output, time.monotonic() - started)
+
+
+def read(db_path: str, sql: str) -> list[dict]:
+    con = duckdb.connect(db_path, read_only=True)
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, DbtRun]:
+    work = tmp_path_factory.mktemp("dbt_good")
+    db_path = str((work / "alphagen.duckdb").resolve())
+    write_good_data(Store(db_path))
+    before = project_files()
+    run = dbt_build(db_path, work, hold_lock=True)
+    assert run.returncode == 0, run.output
+    assert project_files() == before, "dbt wrote into dbt_pnl/ (target, logs or .user.yml)"
+    return db_path, run
+
+
+def test_build_passes_every_test_while_the_file_was_briefly_locked(built):
+    _, run = built
+    assert "Completed successfully" in run.output
+    # the singular test and the relationship test ran (and passed) as part of the build
+    assert "assert_daily_pnl_matches_executions" in run.output
+    assert "relationships_stg_executions_intent_id" in run.output
+    assert "ERROR=0" in run.output and "PASS=" in run.output
+
+
+def test_daily_pnl_figures_to_the_cent(built):
+    db_path, _ = built
+    rows = read(db_path, "SELECT * FROM daily_pnl ORDER BY trade_date, mode")
+    assert [
+        (r["trade_date"], r["mode"], r["realized_pnl"], r["fees"], r["trades"], r["wins"],
+         r["losses"], r["version"])
+        for r in rows
+    ] == [
+        # 1516.94 - 883.22 = 633.72; fees 2 * 16.53 + 2 * 6.61 = 46.28
+        (DAY1, "paper", Decimal("-6.62"), Decimal("6.62"), 1, 0, 1, "2024-02-12"),
+        (DAY1, "replay", Decimal("633.72"), Decimal("46.28"), 2, 1, 1, V_NEW),
+        # ran, did not trade: a row of zeros
+        (DAY2, "replay", Decimal("0.00"), Decimal("0.00"), 0, 0, 0, V_NEW),
+    ]  # fmt: skip
+    assert list(rows[0])[:7] == [
+        "trade_date", "mode", "realized_pnl", "fees", "trades", "wins", "losses",
+    ]  # fmt: skip
+
+
+def test_trades_one_row_per_round_trip(built):
+    db_path, _ = built
+    rows = read(
+        db_path,
+        """SELECT trade_date, mode, position_id, option_symbol, signal_id, qty,
+                  entry_time, entry_price, exit_time, exit_price, exit_reason, fees, pnl,
+                  holding_minutes, version
+           FROM trades ORDER BY mode, trade_date, position_id""",
+    )
+    got = [
+        {k: (v.astimezone(NY) if isinstance(v, dt.datetime) else v) for k, v in r.items()}
+        for r in rows
+    ]
+    assert got == [
+        {
+            "trade_date": DAY1, "mode": "paper", "position_id": "p1", "option_symbol": PUT,
+            "signal_id": "s1", "qty": 5,
+            "entry_time": at(DAY1, 15, 1, 2), "entry_price": Decimal("2.0000"),
+            "exit_time": at(DAY1, 15, 55), "exit_price": Decimal("2.0000"),
+            "exit_reason": "close", "fees": Decimal("6.62"), "pnl": Decimal("-6.62"),
+            "holding_minutes": pytest.approx(53.97), "version": "2024-02-12",
+        },
+        {
+            "trade_date": DAY1, "mode": "replay", "position_id": "p1", "option_symbol": PUT,
+            "signal_id": "s1", "qty": 25,
+            "entry_time": at(DAY1, 10, 6, 2), "entry_price": Decimal("1.2300"),
+            "exit_time": at(DAY1, 10, 48, 2), "exit_price": Decimal("0.6100"),
+            "exit_reason": "take_profit", "fees": Decimal("33.06"), "pnl": Decimal("1516.94"),
+            "holding_minutes": 42.0, "version": V_NEW,
+        },
+        {
+            "trade_date": DAY1, "mode": "replay", "position_id": "p2", "option_symbol": CALL,
+            "signal_id": "s2", "qty": 10,
+            "entry_time": at(DAY1, 11, 3, 2), "entry_price": Decimal("0.8700"),
+            "exit_time": at(DAY1, 11, 16, 32), "exit_price": Decimal("1.7400"),
+            "exit_reason": "stop_loss", "fees": Decimal("13.22"), "pnl": Decimal("-883.22"),
+            "holding_minutes": 13.5, "version": V_NEW,
+        },
+    ]  # fmt: skip
+
+
+def test_older_version_is_ignored(built):
+    db_path, _ = built
+    # the old version is in the source tables (it was written last) ...
+    assert read(db_path, f"SELECT count(*) AS n FROM executions WHERE version = '{V_OLD}'")[0][
+        "n"
+    ] == 6
+    # ... but nothing of it reaches staging or the marts
+    for sql in (
+        "SELECT count(*) AS n FROM staging.stg_executions WHERE version <> '{v}' AND mode = 'replay'",
+        "SELECT count(*) AS n FROM staging.stg_normalized_ticks WHERE version <> '{v}' AND mode = 'replay'",
+        "SELECT count(*) AS n FROM trades WHERE position_id = 'p9' OR version <> '{v}' AND mode = 'replay'",
+    ):
+        assert read(db_path, sql.format(v=V_NEW))[0]["n"] == 0, sql
+
+
+def test_build_fails_on_execution_without_intent(tmp_path: Path):
+    db_path = str((tmp_path / "alphagen.duckdb").resolve())
+    store = Store(db_path)
+    write_good_data(store)
+    orphan = execution("orphan-e1", "no-such-intent", "p4", at(DAY2, 11, 0), CALL,
+                       "SELL_TO_OPEN", "CANCELED", 1, None, 0.0, 0.0)  # fmt: skip
+    # same (mode, day, version) as the day-2 run: a retried write of that run
+    store.write({"executions": [orphan]}, RowMeta("replay", DAY2, V_NEW, "run-day2"))
+    before = project_files()
+    run = dbt_build(db_path, tmp_path)
+    assert run.returncode != 0, run.output
+    assert "relationships_stg_executions_intent_id" in run.output
+    assert "ERROR=1" in run.output or "FAIL=1" in run.output, run.output
+    assert project_files() == before
+
+
+def test_relative_database_path_is_refused(tmp_path: Path):
+    # dagster-dbt runs dbt from the project dir, where a relative path would silently create
+    # a new, empty database; the profile refuses it before opening anything.
+    before = project_files()
+    proc = subprocess.run(
+        dbt_cmd(tmp_path, "build"),
+        env=dbt_env("alphagen.duckdb", tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "must be an absolute path" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "alphagen.duckdb").exists()
+    assert project_files() == before
