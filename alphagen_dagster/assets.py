@@ -1,0 +1,183 @@
+"""The eight tables as assets, written by one step per run so that a day is all or nothing,
+and the dbt models downstream of them."""
+
+
+import base64
+import datetime as dt
+import time
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    BackfillPolicy,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+
+from alphagen_core.adapters.polygon.flatfiles import FlatFileError, load_day
+from alphagen_core.calendar import is_trading_day, session
+from alphagen_core.chart import day_chart_png
+from alphagen_core.engine import StrategyConfig
+from alphagen_core.replay import (
+    SessionRun,
+    build_slices,
+    equity_bar_rows,
+    option_quote_rows,
+    run_session,
+    tables_for,
+)
+from alphagen_core.store import RowMeta
+from alphagen_dagster.checks import CHECK_SPECS, check_results
+from alphagen_dagster.partitions import partition_days, trading_days
+from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
+
+GROUP = "alphagen"
+TABLE_DEPS: dict[str, list[str]] = {  # how each table's rows are derived
+    "equity_bars": [],
+    "option_quotes": [],
+    "normalized_ticks": ["equity_bars", "option_quotes"],
+    "signals": ["normalized_ticks"],
+    "trade_intents": ["signals"],
+    "executions": ["trade_intents", "option_quotes"],
+    "broker_positions": ["executions"],
+    "position_state": ["normalized_ticks", "executions"],
+}
+TABLE_DESCRIPTIONS = {
+    "equity_bars": "Table 1: QQQ minute bars as received (bar start, NY time).",
+    "option_quotes": "Table 2: option quotes or minute aggregates (bid/ask = price -/+ half-spread).",
+    "broker_positions": "Table 3: position lines of the broker's snapshots.",
+    "normalized_ticks": "Table 4: one minute slice: bar, VWAP, MA9 and the quotes used.",
+    "position_state": "Table 5: the position after each slice.",
+    "signals": "Table 6: crossovers, acted on or dropped with the reason.",
+    "trade_intents": "Table 7: orders the strategy wants, with reason and brackets.",
+    "executions": "Table 8: order events at the broker, with fees and realized P/L.",
+}
+TABLE_SPECS = [
+    AssetSpec(
+        name,
+        deps=deps,
+        group_name=GROUP,
+        description=TABLE_DESCRIPTIONS[name],
+        kinds={"duckdb"},
+        skippable=False,
+    )
+    for name, deps in TABLE_DEPS.items()
+]
+
+
+def replay_version(context: AssetExecutionContext) -> str:
+    """One version per replay run: sortable by when the run was created."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    created = record.create_timestamp if record else dt.datetime.now(dt.UTC)
+    return f"{created:%Y%m%dT%H%M%S%f}-{context.run.run_id[:8]}"
+
+
+@multi_asset(
+    name="replay_tables",
+    specs=TABLE_SPECS,
+    check_specs=CHECK_SPECS,
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="duckdb",
+    can_subset=False,
+)
+def replay_tables(
+    context: AssetExecutionContext,
+    store: StoreResource,
+    flatfiles: FlatFilesResource,
+    settings: SettingsResource,
+):
+    """Replay each trading day of the partition range from Polygon flat files through the
+    engine and append all eight tables under a new version, one transaction per day."""
+    cfg = settings.get()
+    strategy = StrategyConfig.from_settings(cfg)
+    source = flatfiles.open(cfg)
+    db = store.store()
+    db.ensure_schema()
+    version = replay_version(context)
+    days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
+    summaries: list[dict[str, object]] = []
+    failures: list[str] = []
+    runs: dict[dt.date, SessionRun] = {}
+    for i, day in enumerate(days, start=1):
+        started = time.perf_counter()
+        sess = session(day)
+        try:
+            data = load_day(
+                source,
+                sess,
+                equity_ticker=cfg.polygon_equity_ticker,
+                underlying=cfg.polygon_options_underlying,
+                cache_dir=Path(flatfiles.cache_dir),
+            )
+        except FlatFileError as exc:
+            context.log.error(f"[{i}/{len(days)}] {day}: {exc}; nothing written for this day")
+            failures.append(f"{day}: {exc}")
+            continue
+        slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
+        run = run_session(sess, slices, strategy)
+        src = f"flatfiles:{source.name}"
+        batches = tables_for(
+            run,
+            equity_bar_rows(data.equity, src),
+            option_quote_rows(data.options, cfg.paper_half_spread, src),
+        )
+        meta = RowMeta("replay", day, version, context.run.run_id)
+        added = db.write(batches, meta)
+        runs[day] = run
+        elapsed = time.perf_counter() - started
+        summaries.append(
+            {"day": day, "bars": len(slices), "signals": len(run.signals),
+             "round_trips": run.round_trips, "pnl": run.realized_pnl, "rows": sum(added.values())}
+        )
+        context.log.info(
+            f"[{i}/{len(days)}] {day}: {len(slices)} bars, {run.round_trips} round trips, "
+            f"P/L ${run.realized_pnl:,.2f}, {sum(added.values())} rows in {elapsed:.2f}s"
+        )
+        if run.rejections:
+            context.log.warning(f"{day}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
+        if cfg.feature_enable_chart:
+            png = day_chart_png(day, run.ticks, run.executions)
+            path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+            summaries[-1]["chart"] = (str(path.resolve()), png)
+
+    if not summaries:
+        raise Failure(description="no day was replayed:\n" + "\n".join(failures or ["empty range"]))
+    yield from _results(version, summaries)
+    yield from check_results(runs, strategy.flatten_before_close)
+    if failures:
+        raise Failure(
+            description="some days failed and wrote nothing:\n" + "\n".join(failures),
+            metadata={"failed_days": len(failures), "replayed_days": len(summaries)},
+        )
+
+
+def _results(version: str, summaries: list[dict[str, object]]):
+    table = "| day | bars | signals | round trips | P/L |\n|---|---:|---:|---:|---:|\n" + "".join(
+        f"| {s['day']} | {s['bars']} | {s['signals']} | {s['round_trips']} | ${s['pnl']:,.2f} |\n"
+        for s in summaries
+    )
+    charts = "".join(
+        f"\n**{s['day']}**\n\n![chart {s['day']}](data:image/png;base64,"
+        f"{base64.b64encode(s['chart'][1]).decode()})\n"
+        for s in summaries[-5:]
+        if "chart" in s
+    )
+    common = {"version": version, "days": len(summaries), "summary": MetadataValue.md(table)}
+    for spec in TABLE_SPECS:
+        meta = dict(common)
+        if spec.key == AssetKey("normalized_ticks"):
+            meta["chart"] = MetadataValue.md(charts or "charts disabled (FEATURE_ENABLE_CHART)")
+            meta["chart_files"] = MetadataValue.json(
+                [s["chart"][0] for s in summaries if "chart" in s]
+            )
+        if spec.key == AssetKey("executions"):
+            meta["realized_pnl"] = MetadataValue.float(round(sum(s["pnl"] for s in summaries), 2))
+        yield MaterializeResult(asset_key=spec.key, metadata=meta)
+

@@ -1,0 +1,200 @@
+"""`alphagen`: the command line. Heavy imports (Dagster, dbt) happen inside the commands that
+need them, so `alphagen --help` and `alphagen report` start fast."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEMO_DAYS = (dt.date(2024, 11, 25), dt.date(2024, 12, 2))  # five sessions, 11-29 closes at 13:00
+
+
+def _date(_ctx: object, _param: object, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2024-11-29") from None
+
+
+def dagster_home() -> Path:
+    """The Dagster instance the CLI, the webserver and the daemon share (so the UI shows
+    CLI runs). Its dagster.yaml is the project's."""
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_DIR / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(PROJECT_DIR / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
+
+
+@main.command()
+@click.option("--start", required=True, callback=_date, help="First day (YYYY-MM-DD).")
+@click.option("--end", required=True, callback=_date, help="Last day, inclusive.")
+@click.option("--out", default="data/flatfiles", type=click.Path(path_type=Path), show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--full-size", is_flag=True, help="Pad the options file to 2M+ rows a day (benchmarks).")
+def sample(start: dt.date, end: dt.date, out: Path, seed: int, full_size: bool) -> None:
+    """Write deterministic sample Polygon flat files for every trading day in a range."""
+    from alphagen_core.sample import generate
+
+    paths = generate(start, end, out, seed=seed, full_size=full_size, progress=click.echo)
+    click.echo(f"wrote {len(paths)} files under {out}")
+
+
+@main.command()
+@click.option("--start", required=True, callback=_date)
+@click.option("--end", callback=_date, help="Defaults to --start.")
+@click.option("--source", help="A folder in flat-file key layout, or 's3'. Default: settings.")
+def replay(start: dt.date, end: dt.date | None, source: str | None) -> None:
+    """Replay trading days through the Dagster replay job (one run for the whole range)."""
+    ok = run_replay(start, end or start, source)
+    sys.exit(0 if ok else 1)
+
+
+def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
+    from alphagen_core.calendar import trading_days
+
+    days = trading_days(start, end)
+    if not days:
+        raise click.ClickException(f"no NYSE trading day between {start} and {end}")
+    if source:
+        os.environ["ALPHAGEN_FLATFILES_SOURCE"] = source
+    dagster_home()
+    click.echo(f"replaying {len(days)} trading day(s) {days[0]} .. {days[-1]} in one Dagster run")
+    started = time.perf_counter()
+    from dagster import DagsterInstance
+
+    from alphagen_dagster.definitions import defs
+
+    job = defs.get_job_def("replay")
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": days[0].isoformat(),
+                "dagster/asset_partition_range_end": days[-1].isoformat(),
+            },
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
+    elapsed = time.perf_counter() - started
+    state = "succeeded" if result.success else "FAILED"
+    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_failure and event.event_specific_data is not None:
+                error = getattr(event.event_specific_data, "error", None)
+                if error is not None:
+                    click.echo(f"  {error.message.strip()}", err=True)
+    return result.success
+
+
+@main.command()
+@click.option("--for-date", callback=_date, help="One day; default: every day.")
+@click.option("--mode", type=click.Choice(["replay", "paper", "live"]), help="Default: all modes.")
+def report(for_date: dt.date | None, mode: str | None) -> None:
+    """Print daily P/L from the dbt mart `daily_pnl`."""
+    click.echo(pnl_table(for_date, mode))
+
+
+def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
+    from alphagen_core.settings import get_settings
+    from alphagen_core.store import Store
+
+    store = Store(get_settings().alphagen_duckdb_path)
+    where, params = [], []
+    if for_date:
+        where.append("trade_date = ?")
+        params.append(for_date)
+    if mode:
+        where.append("mode = ?")
+        params.append(mode)
+    sql = "SELECT * FROM daily_pnl" + (f" WHERE {' AND '.join(where)}" if where else "")
+    try:
+        frame = store.query(sql + " ORDER BY trade_date, mode", params or None)
+    except Exception as exc:  # the mart is missing until the first replay
+        if "daily_pnl" in str(exc):
+            raise click.ClickException("no daily_pnl yet: run `alphagen replay` or `alphagen demo` first") from None
+        raise
+    if frame.is_empty():
+        return "no P/L rows for that selection"
+    header = f"{'date':<12}{'mode':<8}{'trades':>7}{'wins':>6}{'losses':>7}{'fees':>12}{'realized P/L':>16}"
+    lines = [header, "-" * len(header)]
+    for r in frame.iter_rows(named=True):
+        lines.append(
+            f"{r['trade_date']!s:<12}{r['mode']:<8}{r['trades']:>7}{r['wins']:>6}{r['losses']:>7}"
+            f"{r['fees']:>12,.2f}{r['realized_pnl']:>16,.2f}"
+        )
+    lines.append("-" * len(header))
+    lines.append(f"{'total':<20}{frame['trades'].sum():>7}{frame['wins'].sum():>6}{frame['losses'].sum():>7}"
+                 f"{frame['fees'].sum():>12,.2f}{frame['realized_pnl'].sum():>16,.2f}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--for-date", required=True, callback=_date)
+@click.option("--mode", default="replay", type=click.Choice(["replay", "paper", "live"]), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Default: ALPHAGEN_CHART_DIR/<date>.png")
+def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
+    """Write the day's chart (QQQ, VWAP, MA9, entries and exits) as a PNG."""
+    from alphagen_core.chart import day_chart_png
+    from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus
+    from alphagen_core.settings import get_settings
+    from alphagen_core.store import Store
+
+    settings = get_settings()
+    store = Store(settings.alphagen_duckdb_path)
+    ticks = store.latest("normalized_ticks", mode, for_date)
+    if ticks.is_empty():
+        raise click.ClickException(f"no {mode} data for {for_date}: replay it first")
+    execs = store.latest("executions", mode, for_date)
+    tick_rows = [NormalizedTick(**{k: r[k] for k in NormalizedTick.__slots__}) for r in ticks.iter_rows(named=True)]
+    exec_rows = [
+        Execution(**{**{k: r[k] for k in Execution.__slots__}, "action": Action(r["action"]), "status": OrderStatus(r["status"])})
+        for r in execs.iter_rows(named=True)
+    ]
+    out = out or settings.alphagen_chart_dir / f"{for_date:%Y-%m-%d}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(day_chart_png(for_date, tick_rows, exec_rows))
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--out", default="data/flatfiles", type=click.Path(path_type=Path), show_default=True)
+def demo(out: Path) -> None:
+    """The embedded default: sample flat files for five sessions (one closes early), replayed
+    through Dagster into DuckDB, dbt P/L, and the charts. No credentials, no network."""
+    from alphagen_core.sample import generate
+    from alphagen_core.settings import get_settings
+
+    start, end = DEMO_DAYS
+    click.echo(f"1/3 sample flat files {start} .. {end} -> {out}")
+    generate(start, end, out)
+    click.echo("2/3 replay through Dagster (tables 1-8, then dbt daily_pnl)")
+    if not run_replay(start, end, str(out)):
+        raise click.ClickException("the replay failed; see the messages above")
+    settings = get_settings()
+    click.echo("3/3 daily P/L (dbt mart daily_pnl)\n")
+    click.echo(pnl_table(mode="replay"))
+    click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
+    click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/")
+    click.echo("Dagster UI:  make ui  (then http://127.0.0.1:3000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The dbt project (dbt_pnl) as assets downstream of the tables, built after the executions."""
+
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetExecutionContext, BackfillPolicy
+from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
+
+from alphagen_dagster.partitions import trading_days
+from alphagen_dagster.resources import StoreResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def ensure_manifest() -> Path:
+    """`make setup` parses the project once; this covers a checkout where it did not run.
+    Nothing is parsed at import when the manifest exists (runs start in a fresh process)."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": os.environ.get("ALPHAGEN_DUCKDB_PATH", "/tmp/alphagen-parse.duckdb")}
+        if not env["ALPHAGEN_DUCKDB_PATH"].startswith("/"):
+            env["ALPHAGEN_DUCKDB_PATH"] = str(Path(env["ALPHAGEN_DUCKDB_PATH"]).resolve())
+        subprocess.run(
+            [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+             "--profiles-dir", str(DBT_PROJECT_DIR)],
+            check=True, env=env, cwd=DBT_PROJECT_DIR,
+        )
+    return manifest
+
+
+@dbt_assets(
+    manifest=ensure_manifest(),
+    project=dbt_project,
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="duckdb",
+    name="dbt_pnl_models",
+)
+def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: StoreResource):
+    """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
+    they are small, and a full build cannot drift from the tables)."""
+    os.environ["ALPHAGEN_DUCKDB_PATH"] = str(store.store().path)  # the profile needs it absolute
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(
+        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE
+    )
