@@ -81,7 +81,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
 
     from alphagen_dagster.definitions import defs
 
-    job = defs.get_job_def("replay")
+    job = defs.resolve_job_def("replay")
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,

@@ -6,12 +6,10 @@ from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.partitions import trading_days
 
 replay_job = define_asset_job(
     "replay",
     selection=AssetSelection.assets(replay_tables) | AssetSelection.assets(dbt_pnl_models),
-    partitions_def=trading_days,
     executor_def=in_process_executor,
     description="Replay trading days from Polygon flat files into the eight tables, then dbt P/L.",
     tags={"alphagen/mode": "replay"},

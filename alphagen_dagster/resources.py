@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from alphagen_core.adapters.polygon.flatfiles import FlatFileSource, flatfile_source
-from alphagen_core.settings import Settings, get_settings
+from alphagen_core.settings import Settings, get_settings, load_settings
 from alphagen_core.store import Store
 
 
@@ -41,7 +41,7 @@ class SettingsResource(ConfigurableResource):
     """Strategy and risk settings, read from the environment when the run starts."""
 
     def get(self) -> Settings:
-        return get_settings()
+        return load_settings()
 
 
 def default_resources() -> dict[str, object]:

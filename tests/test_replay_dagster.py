@@ -1,0 +1,177 @@
+"""The replay job, run in process with Dagster against sample flat files, a real DuckDB file,
+real dbt and (for S3) moto's real S3 server on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterInstance, Definitions
+
+from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
+from alphagen_core.calendar import NY
+from alphagen_core.sample import generate
+from alphagen_core.store import META_COLUMNS, TABLES, Store
+from alphagen_dagster.assets import replay_tables
+from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
+from alphagen_dagster.jobs import replay_job
+from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
+
+pytestmark = pytest.mark.slow
+
+NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 11, 26)
+REPLAY_ONLY = [AssetKey(t) for t in TABLES]
+
+
+def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date, *, with_dbt: bool = True):
+    defs = Definitions(
+        assets=[replay_tables, dbt_pnl_models],
+        jobs=[replay_job],
+        resources={
+            "store": StoreResource(path=str(db)),
+            "flatfiles": FlatFilesResource(source=source, cache_dir=str(cache)),
+            "settings": SettingsResource(),
+            "dbt": dbt_resource(),
+        },
+    )
+    return defs.resolve_job_def("replay").execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        asset_selection=None if with_dbt else REPLAY_ONLY,
+        tags={"dagster/asset_partition_range_start": start.isoformat(),
+              "dagster/asset_partition_range_end": end.isoformat()},
+    )
+
+
+def content(store: Store, table: str, day: dt.date, mode: str = "replay") -> pl.DataFrame:
+    """A table's latest rows for a day, without the audit columns (version, run, time)."""
+    return store.latest(table, mode, day).drop(*META_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def flatfiles(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("flatfiles")
+    generate(CORRUPT, EARLY, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory, flatfiles):
+    tmp = tmp_path_factory.mktemp("replay")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ALPHAGEN_CHART_DIR", str(tmp / "charts"))
+    db = tmp / "alphagen.duckdb"
+    first = run_replay(db, str(flatfiles), tmp / "cache", NORMAL, EARLY)
+    store = Store(db)
+    snapshot = {(t, d): content(store, t, d) for t in TABLES for d in (NORMAL, EARLY)}
+    second = run_replay(db, str(flatfiles), tmp / "cache", NORMAL, EARLY)
+    yield first, second, store, snapshot, tmp
+    mp.undo()
+
+
+def test_replay_fills_all_eight_tables_and_links_them(replayed):
+    first, _, store, _, _ = replayed
+    assert first.success
+    for day in (NORMAL, EARLY):
+        for table in TABLES:
+            assert store.latest(table, "replay", day).height > 0, (table, day)
+        ticks = set(store.latest("normalized_ticks", "replay", day)["slice_id"])
+        signals = store.latest("signals", "replay", day)
+        intents = store.latest("trade_intents", "replay", day)
+        executions = store.latest("executions", "replay", day)
+        assert set(signals["slice_id"]) <= ticks
+        assert set(intents["signal_id"].drop_nulls()) <= set(signals["signal_id"])
+        assert set(executions["intent_id"]) <= set(intents["intent_id"])
+        assert executions.filter(pl.col("status") == "FILLED").height >= 2
+
+
+def test_dbt_daily_pnl_equals_sum_of_executions_to_the_cent(replayed):
+    _, _, store, _, _ = replayed
+    daily = store.query("SELECT trade_date, realized_pnl, trades FROM daily_pnl WHERE mode = 'replay' ORDER BY trade_date")
+    assert daily["trade_date"].to_list() == [NORMAL, EARLY]
+    for row in daily.iter_rows(named=True):
+        execs = store.latest("executions", "replay", row["trade_date"])
+        assert float(row["realized_pnl"]) == pytest.approx(round(execs["pnl_contrib"].sum(), 2), abs=0.001)
+        assert row["trades"] == execs.filter(pl.col("exit_reason").is_not_null()).height
+
+
+def test_replaying_again_appends_a_new_version_with_identical_figures(replayed):
+    first, second, store, snapshot, _ = replayed
+    assert second.success
+    versions = store.query("SELECT DISTINCT version, run_id FROM executions ORDER BY version")
+    assert versions.height == 2 and set(versions["run_id"]) == {first.run_id, second.run_id}
+    for (table, day), before in snapshot.items():
+        assert content(store, table, day).equals(before), (table, day)
+    counts = store.query("SELECT version, count(*) AS n FROM normalized_ticks GROUP BY version")
+    assert counts["n"].n_unique() == 1  # nothing overwritten: both versions complete
+
+
+def test_early_close_day_trades_nothing_after_1255_and_ends_flat(replayed):
+    _, _, store, _, _ = replayed
+    execs = store.latest("executions", "replay", EARLY)
+    cutoff = dt.datetime(2024, 11, 29, 12, 55, tzinfo=NY)
+    assert not execs.is_empty() and execs.filter(pl.col("est_timestamp") >= cutoff).is_empty()
+    positions = store.latest("position_state", "replay", EARLY)
+    assert positions["est_timestamp"].max() == dt.datetime(2024, 11, 29, 12, 59, tzinfo=NY)
+    assert positions.sort("est_timestamp")["net_quantity"][-1] == 0
+    assert positions.filter(pl.col("est_timestamp") >= cutoff)["net_quantity"].abs().max() == 0
+
+
+def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
+    first, _, _, _, tmp = replayed
+    assert sorted(p.name for p in (tmp / "charts").glob("*.png")) == ["2024-11-27.png", "2024-11-29.png"]
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["flat_at_flatten_time"] and checks["every_execution_linked_to_an_intent"]
+    assert checks["indicators_defined_from_9th_bar"] and checks["no_missing_minutes"]
+
+
+def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(tmp_path, flatfiles):
+    root = tmp_path / "flatfiles"
+    shutil.copytree(flatfiles, root)
+    bad = root / options_key(CORRUPT)
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])  # truncated mid-stream
+    db = tmp_path / "alphagen.duckdb"
+    result = run_replay(db, str(root), tmp_path / "cache", CORRUPT, CORRUPT, with_dbt=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert options_key(CORRUPT) in str(failure.event_specific_data.error.message) or \
+        options_key(CORRUPT) in str(failure.event_specific_data.error)
+    store = Store(db)
+    for table in TABLES:
+        assert store.query(f"SELECT count(*) AS n FROM {table}")["n"][0] == 0, table
+
+
+def test_replay_from_s3_equals_replay_from_local_folder(tmp_path, flatfiles, replayed, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        s3.create_bucket(Bucket="flatfiles")
+        for key in (stocks_key(NORMAL), options_key(NORMAL)):
+            s3.upload_file(str(flatfiles / key), "flatfiles", key)
+        monkeypatch.setenv("POLYGON_S3_ENDPOINT", endpoint)
+        monkeypatch.setenv("POLYGON_S3_ACCESS_KEY", "k")
+        monkeypatch.setenv("POLYGON_S3_SECRET_KEY", "s")
+        monkeypatch.setenv("ALPHAGEN_CHART_DIR", str(tmp_path / "charts"))
+        db = tmp_path / "s3.duckdb"
+        result = run_replay(db, "s3", tmp_path / "cache", NORMAL, NORMAL, with_dbt=False)
+        assert result.success
+    finally:
+        server.stop()
+    _, _, local_store, _, _ = replayed
+    s3_store = Store(db)
+    for table in TABLES:
+        local, remote = content(local_store, table, NORMAL), content(s3_store, table, NORMAL)
+        if "source" in local.columns:
+            local, remote = local.drop("source"), remote.drop("source")
+        assert remote.equals(local), table
