@@ -174,6 +174,19 @@ def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command("schwab-login")
+def schwab_login() -> None:
+    """Sign in to Schwab once (OAuth in the browser); stores the token at SCHWAB_TOKEN_PATH (0600)."""
+    from alphagen_core.adapters.schwab.auth import SchwabAuthError, login_from_settings
+    from alphagen_core.settings import get_settings
+
+    try:
+        path = login_from_settings(get_settings())
+    except SchwabAuthError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token stored at {path} (mode 0600); it refreshes itself for 7 days")
+
+
 @main.command()
 @click.option("--out", default="data/flatfiles", type=click.Path(path_type=Path), show_default=True)
 def demo(out: Path) -> None:

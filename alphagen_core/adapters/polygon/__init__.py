@@ -1,0 +1,1 @@
+"""Polygon (Massive) adapters: flat files, REST and websocket market data."""
