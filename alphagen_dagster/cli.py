@@ -174,6 +174,42 @@ def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
     click.echo(f"wrote {out}")
 
 
+@main.command()
+@click.option("--date", "day", default="2024-11-27", callback=_date, show_default=True, help="The session to serve.")
+@click.option("--source", help="Flat files: a folder in key layout, or 's3'. Default: settings.")
+@click.option("--speed", default=60.0, show_default=True, help="Sim seconds per real second.")
+@click.option("--start", "start_time", default="09:25", show_default=True, help="Sim time at launch (ET).")
+@click.option("--polygon-port", default=8801, show_default=True)
+@click.option("--polygon-ws-port", default=8802, show_default=True)
+@click.option("--schwab-port", default=8803, show_default=True)
+def sim(day: dt.date, source: str | None, speed: float, start_time: str, polygon_port: int,
+        polygon_ws_port: int, schwab_port: int) -> None:
+    """Serve the Polygon (REST, websocket) and Schwab (OAuth, trader, market data) stand-ins on
+    127.0.0.1, replaying one day of flat files on an accelerated clock, until Ctrl-C."""
+    from alphagen_core.settings import get_settings
+    from alphagen_core.sim.venues import SimVenues
+
+    settings = get_settings()
+    venues = SimVenues(
+        day=day, source=source or settings.alphagen_flatfiles_source, cache_dir=settings.alphagen_cache_dir,
+        speed=speed, start=dt.time.fromisoformat(start_time), polygon_port=polygon_port,
+        polygon_ws_port=polygon_ws_port, schwab_port=schwab_port,
+    )
+    with venues:
+        click.echo(f"Polygon REST       {venues.polygon.rest_url}   (API key: sim-key)")
+        click.echo(f"Polygon websocket  ws://{venues.polygon.ws_feed}/stocks  and  /options")
+        click.echo(f"Schwab             {venues.schwab.base_url}   (app key sim-app-key, secret sim-app-secret)")
+        click.echo(f"sim clock          {venues.clock.now():%Y-%m-%d %H:%M:%S} ET, x{speed:g}")
+        click.echo("point the service at them with:")
+        for name, value in venues.env().items():
+            click.echo(f"  export {name}={value}")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("stopping")
+
+
 @main.command("schwab-login")
 def schwab_login() -> None:
     """Sign in to Schwab once (OAuth in the browser); stores the token at SCHWAB_TOKEN_PATH (0600)."""
