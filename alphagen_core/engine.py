@@ -13,6 +13,7 @@ It knows nothing of Dagster, Polygon or Schwab.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from alphagen_core.adapters.paper.execution import PaperBroker, bracket_trigger
@@ -21,6 +22,7 @@ from alphagen_core.models import (
     CONTRACT_MULTIPLIER,
     MINUTE,
     Action,
+    Bar,
     BrokerPosition,
     Execution,
     ExitReason,
@@ -133,16 +135,15 @@ class Engine:
         if reason := self._reject_bar(slc):
             out.rejections.append((f"bar {bar.start:%H:%M}", reason))
             return out
-        quotes, bad = _sane_quotes(slc.quotes)
-        out.rejections.extend(bad)
+        quotes = CheckedQuotes(slc.quotes, out.rejections)
         self.last_bar_start = bar.start
         self._slice_id = slice_id_for(bar.start)
         self._intent_seq = 0
-        self.last_quotes.update(quotes)
 
         for event in self.broker.fill_working(quotes, bar.start):
             out.executions.append(self._apply(event))
-        self._check_brackets(quotes, bar.start, out)
+        self._remember_held_quote(quotes)
+        self._check_brackets(quotes, bar, out)
 
         vwap, ma9 = self.indicators.update(bar.high, bar.low, bar.close, bar.volume, bar.vwap)
         signal_type = self.crossovers.update(vwap, ma9)
@@ -191,7 +192,16 @@ class Engine:
             return "non-positive price or negative volume"
         return None
 
-    def _check_brackets(self, quotes: dict[str, OptionQuote], at: dt.datetime, out: StepOutput) -> None:
+    def _remember_held_quote(self, quotes: Mapping[str, OptionQuote]) -> None:
+        """The last quote of the held contract: limits, marks and a forced close use it."""
+        if self.position is not None and (quote := quotes.get(self.position.symbol)) is not None:
+            self.last_quotes[self.position.symbol] = quote
+
+    def _check_brackets(self, quotes: Mapping[str, OptionQuote], bar: Bar, out: StepOutput) -> None:
+        """A stop or target touched inside this minute. The exit is recorded as an intent at
+        the minute's end, when its range (high/low) is known: stamping it at the start would
+        date knowledge of the minute before the minute was over (look-ahead). The fill is
+        labelled with the minute it happened in (its start), as bars are."""
         pos = self.position
         if pos is None or pos.closing or (quote := quotes.get(pos.symbol)) is None:
             return
@@ -199,15 +209,15 @@ class Engine:
         if trigger is None:
             return
         reason, price = trigger
-        intent = self._intent(Action.BUY_TO_CLOSE, pos, price, reason.value, pos.signal_id, at)
+        intent = self._intent(Action.BUY_TO_CLOSE, pos, price, reason.value, pos.signal_id, bar.end)
         out.intents.append(intent)
-        out.executions.append(self._apply(self.broker.fill_now(intent, pos.position_id, price, at)))
+        out.executions.append(self._apply(self.broker.fill_now(intent, pos.position_id, price, bar.start)))
 
     def _on_signal(
         self,
         signal_type: SignalType,
         slc: MinuteSlice,
-        quotes: dict[str, OptionQuote],
+        quotes: Mapping[str, OptionQuote],
         vwap: float,
         ma9: float,
         now: dt.datetime,
@@ -273,7 +283,7 @@ class Engine:
         return None
 
     def _choose(
-        self, signal_type: SignalType, quotes: dict[str, OptionQuote], price: float, now: dt.datetime
+        self, signal_type: SignalType, quotes: Mapping[str, OptionQuote], price: float, now: dt.datetime
     ) -> tuple[OptionQuote | None, str | None]:
         expiry = target_expiry(quotes, self.session_date)
         if expiry is None:
@@ -397,7 +407,7 @@ class Engine:
     def _tick(
         self,
         slc: MinuteSlice,
-        quotes: dict[str, OptionQuote],
+        quotes: Mapping[str, OptionQuote],
         vwap: float | None,
         ma9: float | None,
         now: dt.datetime,
@@ -413,7 +423,7 @@ class Engine:
             ma9=ma9,
             vwap_source=BAR_VWAP if slc.bar.vwap is not None else TYPICAL_PRICE,
             side=self.crossovers.side,
-            quotes_used=len(quotes),
+            quotes_in_slice=len(quotes),
             held_symbol=held,
             held_bid=quote.bid if quote else None,
             held_ask=quote.ask if quote else None,
@@ -441,20 +451,43 @@ class Engine:
         )
 
 
-def _sane_quotes(quotes: dict[str, OptionQuote]) -> tuple[dict[str, OptionQuote], list[tuple[str, str]]]:
-    """Drop crossed, zero or negative quotes, recording why (SPEC §4)."""
-    good: dict[str, OptionQuote] = {}
-    bad: list[tuple[str, str]] = []
-    for symbol, q in quotes.items():
-        if q.ask <= 0:
-            bad.append((symbol, "zero or negative ask"))
-        elif q.bid < 0:
-            bad.append((symbol, "negative bid"))
-        elif q.bid > q.ask:
-            bad.append((symbol, "crossed quote"))
-        else:
-            good[symbol] = q
-    return good, bad
+class CheckedQuotes(Mapping[str, OptionQuote]):
+    """A minute's quotes, checked when used (SPEC §4): a crossed, zero or negative quote reads
+    as absent and is recorded once with the reason. Checking on use keeps a minute cheap: the
+    engine reads the held contract every minute and the whole chain only at a signal."""
+
+    __slots__ = ("_raw", "_rejections", "_rejected")
+
+    def __init__(self, raw: Mapping[str, OptionQuote], rejections: list[tuple[str, str]]) -> None:
+        self._raw = raw
+        self._rejections = rejections
+        self._rejected: set[str] = set()
+
+    def __getitem__(self, symbol: str) -> OptionQuote:
+        quote = self._raw[symbol]
+        problem = _quote_problem(quote)
+        if problem is None:
+            return quote
+        if symbol not in self._rejected:
+            self._rejected.add(symbol)
+            self._rejections.append((symbol, problem))
+        raise KeyError(symbol)
+
+    def __iter__(self) -> Iterator[str]:
+        return (symbol for symbol in self._raw if symbol in self)  # `in` checks and records
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def _quote_problem(q: OptionQuote) -> str | None:
+    if q.ask <= 0:
+        return "zero or negative ask"
+    if q.bid < 0:
+        return "negative bid"
+    if q.bid > q.ask:
+        return "crossed quote"
+    return None
 
 
 __all__ = ["CONTRACT_MULTIPLIER", "Engine", "StepOutput", "StrategyConfig", "slice_id_for"]

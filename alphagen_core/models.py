@@ -7,6 +7,7 @@ dollars per share (an option's premium is quoted per share; one contract is 100 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -116,7 +117,7 @@ class MinuteSlice:
     of the same minute (the 0DTE chain, or at least the held contract)."""
 
     bar: Bar
-    quotes: dict[str, OptionQuote] = field(default_factory=dict)
+    quotes: Mapping[str, OptionQuote] = field(default_factory=dict)
 
 
 # ---- engine outputs: one dataclass per table 4-8 ------------------------------------------
@@ -131,7 +132,7 @@ class NormalizedTick:  # table 4
     ma9: float | None
     vwap_source: str  # "bar_vwap" (Polygon vw) or "typical_price"
     side: int  # sign(MA9 - VWAP) after the zero rule; 0 until both are defined
-    quotes_used: int
+    quotes_in_slice: int
     held_symbol: str | None
     held_bid: float | None
     held_ask: float | None

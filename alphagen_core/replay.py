@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,22 +91,50 @@ def bars_from_frame(equity: pl.DataFrame) -> list[Bar]:
     ]
 
 
-def quotes_by_minute(options: pl.DataFrame, half_spread: float) -> dict[dt.datetime, dict[str, OptionQuote]]:
+class MinuteQuotes(Mapping[str, OptionQuote]):
+    """One minute's option aggregates as quotes, built on first use: a day has tens of
+    thousands of rows, and the engine reads one contract a minute and a chain per signal."""
+
+    __slots__ = ("_rows", "_cols", "_contracts", "_half_spread", "_built")
+
+    def __init__(self, rows: dict[str, int], cols: dict[str, list], contracts: dict[str, OptionContract],
+                 half_spread: float) -> None:
+        self._rows, self._cols, self._contracts, self._half_spread = rows, cols, contracts, half_spread
+        self._built: dict[str, OptionQuote] = {}
+
+    def __getitem__(self, symbol: str) -> OptionQuote:
+        quote = self._built.get(symbol)
+        if quote is None:
+            i, c, hs = self._rows[symbol], self._cols, self._half_spread
+            close = c["close"][i]
+            quote = self._built[symbol] = OptionQuote(
+                symbol=symbol, contract=self._contracts[symbol], start=c["est_timestamp"][i],
+                bid=max(round(close - hs, 4), 0.0), ask=round(close + hs, 4), last=close,
+                open=c["open"][i], high=c["high"][i], low=c["low"][i], volume=c["volume"][i],
+                half_spread=hs,
+            )
+        return quote
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def quotes_by_minute(options: pl.DataFrame, half_spread: float) -> dict[dt.datetime, MinuteQuotes]:
     """Option minute aggregates as quotes: bid/ask = close -/+ the half-spread."""
-    contracts: dict[str, OptionContract] = {}
-    minutes: dict[dt.datetime, dict[str, OptionQuote]] = {}
-    cols = ("option_symbol", "underlying", "expiry", "right", "strike", "est_timestamp",
-            "open", "high", "low", "close", "volume")
-    for sym, und, exp, right, strike, start, o, h, l, c, v in options.select(cols).iter_rows():
-        contract = contracts.get(sym)
-        if contract is None:
-            contract = contracts[sym] = OptionContract(und, exp, Right(right), strike)
-        minutes.setdefault(start, {})[sym] = OptionQuote(
-            symbol=sym, contract=contract, start=start,
-            bid=max(round(c - half_spread, 4), 0.0), ask=round(c + half_spread, 4), last=c,
-            open=o, high=h, low=l, volume=v, half_spread=half_spread,
-        )
-    return minutes
+    names = ("option_symbol", "underlying", "expiry", "right", "strike", "est_timestamp",
+             "open", "high", "low", "close", "volume")
+    cols = {n: options[n].to_list() for n in names}
+    contracts = {
+        sym: OptionContract(und, exp, Right(right), strike)
+        for sym, und, exp, right, strike in options.select(names[:5]).unique("option_symbol").iter_rows()
+    }
+    rows_by_minute: dict[dt.datetime, dict[str, int]] = {}
+    for i, (sym, start) in enumerate(zip(cols["option_symbol"], cols["est_timestamp"])):
+        rows_by_minute.setdefault(start, {})[sym] = i
+    return {m: MinuteQuotes(rows, cols, contracts, half_spread) for m, rows in rows_by_minute.items()}
 
 
 def build_slices(equity: pl.DataFrame, options: pl.DataFrame, half_spread: float) -> list[MinuteSlice]:

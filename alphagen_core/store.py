@@ -100,7 +100,7 @@ TABLES: dict[str, Table] = {
     vwap DOUBLE, ma9 DOUBLE,
     vwap_source VARCHAR NOT NULL,
     side INTEGER NOT NULL,
-    quotes_used INTEGER NOT NULL,
+    quotes_in_slice INTEGER NOT NULL,  -- option quotes received for the minute
     held_symbol VARCHAR, held_bid DOUBLE, held_ask DOUBLE,
     stale BOOLEAN NOT NULL""",
             ("slice_id",),
@@ -224,7 +224,7 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise StoreLockedError(
                         f"{self.path} stayed locked by another process for "
-                        f"{self.lock_timeout_s:.0f}s"
+                        f"{self.lock_timeout_s:g}s"
                     ) from None
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
@@ -300,17 +300,19 @@ def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, frame: pl.DataFrame
     ).unique(subset=list(spec.key), keep="first", maintain_order=True)
     keys = ", ".join(f'"{k}"' for k in spec.key)
     con.register("_incoming", frame)
-    try:
-        added = con.execute(
-            f"""INSERT INTO {spec.name} BY NAME
-                SELECT i.* FROM _incoming AS i ANTI JOIN (
-                    SELECT {keys} FROM {spec.name}
-                    WHERE mode = ? AND session_date = ? AND version = ?
-                ) AS existing USING ({keys})""",
-            [meta.mode, meta.session_date, meta.version],
-        ).fetchone()
-    finally:
-        con.unregister("_incoming")
+    # No try/finally around the unregister: when the insert fails (a NOT NULL column left
+    # empty, say) the transaction is aborted and unregistering would raise "Current
+    # transaction is aborted", hiding the real error. The caller rolls back and closes the
+    # connection, which drops the view anyway.
+    added = con.execute(
+        f"""INSERT INTO {spec.name} BY NAME
+            SELECT i.* FROM _incoming AS i ANTI JOIN (
+                SELECT {keys} FROM {spec.name}
+                WHERE mode = ? AND session_date = ? AND version = ?
+            ) AS existing USING ({keys})""",
+        [meta.mode, meta.session_date, meta.version],
+    ).fetchone()
+    con.unregister("_incoming")
     return int(added[0]) if added else 0
 
 

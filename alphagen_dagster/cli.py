@@ -3,6 +3,7 @@ need them, so `alphagen --help` and `alphagen report` start fast."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -82,7 +83,11 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     from alphagen_dagster.definitions import defs
 
     job = defs.resolve_job_def("replay")
-    with DagsterInstance.get() as instance:
+    log_dir = dagster_home() / "logs"
+    log_dir.mkdir(exist_ok=True)
+    log_file = log_dir / f"replay-{days[0]}-{days[-1]}.log"
+    # dagster-dbt echoes every dbt event to stdout; keep those in a file, progress on stderr.
+    with DagsterInstance.get() as instance, open(log_file, "w") as out, contextlib.redirect_stdout(out):
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
@@ -94,7 +99,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
         )
     elapsed = time.perf_counter() - started
     state = "succeeded" if result.success else "FAILED"
-    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s")
+    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s (dbt and loader output: {log_file})")
     if not result.success:
         for event in result.all_events:
             if event.is_failure and event.event_specific_data is not None:

@@ -3,6 +3,7 @@
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
     they are small, and a full build cannot drift from the tables)."""
     os.environ["ALPHAGEN_DUCKDB_PATH"] = str(store.store().path)  # the profile needs it absolute
-    yield from dbt.cli(["build"], context=context).stream()
+    # Each invocation's artifacts go to a temporary target, not a new folder under dbt_pnl/.
+    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
+        yield from dbt.cli(["build"], context=context, target_path=Path(target)).stream()
 
 
 def dbt_resource() -> DbtCliResource:

@@ -56,7 +56,7 @@ def tick(day: dt.date, hh: int, mm: int, slice_id: str) -> dict:
         "ma9": 430.2,
         "vwap_source": "typical",
         "side": 1,
-        "quotes_used": 2,
+        "quotes_in_slice": 2,
         "held_symbol": None,
         "held_bid": None,
         "held_ask": None,

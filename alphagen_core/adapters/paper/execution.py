@@ -8,6 +8,9 @@ Fill rules (SPEC §1, "Paper and replay fills"):
 - If the contract has no data in bar t+1 (an option minute with no trades), an exit stays
   working and fills on the next bar that has data; an entry is cancelled (the price it was
   decided on is gone).
+- An entry never fills while an exit is still working: a rollover whose reversal close is
+  waiting for data is cancelled with it unfilled, so that at most one position is ever open
+  (SPEC §1, "Single position"); the close keeps waiting.
 - Stop-loss and take-profit of a short are resting buy orders tested inside each minute
   bar: the stop triggers when the bar's high ask reaches it, the target when its low ask
   does; when both are touched in one bar we assume the stop (we cannot know which came
@@ -73,9 +76,15 @@ class PaperBroker:
         """Fill the orders decided on the previous bar at this bar's opening bid/ask."""
         events: list[Execution] = []
         still_working: list[WorkingOrder] = []
+        exit_waiting = any(
+            o.intent.action is Action.BUY_TO_CLOSE and o.intent.option_symbol not in quotes
+            for o in self._working
+        )
         for order in self._working:
             quote = quotes.get(order.intent.option_symbol)
-            if quote is not None:
+            if order.intent.action is Action.SELL_TO_OPEN and exit_waiting:
+                events.append(self._event(order, OrderStatus.CANCELED, None, at))
+            elif quote is not None:
                 sell = order.intent.action is Action.SELL_TO_OPEN
                 events.append(self._fill(order, quote.open_bid if sell else quote.open_ask, at))
             elif order.intent.action is Action.SELL_TO_OPEN:

@@ -11,7 +11,7 @@ select
     cast(ma9 as double) as ma9,
     cast(vwap_source as varchar) as vwap_source,
     cast(side as integer) as side,
-    cast(quotes_used as integer) as quotes_used,
+    cast(quotes_in_slice as integer) as quotes_in_slice,
     cast(held_symbol as varchar) as held_symbol,
     cast(held_bid as double) as held_bid,
     cast(held_ask as double) as held_ask,
