@@ -6,16 +6,18 @@ import datetime as dt
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display here; must precede pyplot
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-
-from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus  # noqa: E402
+from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus
 
 
 def day_chart_png(day: dt.date, ticks: Sequence[NormalizedTick], executions: Sequence[Execution]) -> bytes:
+    # Imported here: matplotlib costs about a second, and Dagster re-imports the code location
+    # for every run.
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=90)
     try:
         times = [t.period_start for t in ticks]

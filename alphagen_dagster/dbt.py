@@ -2,8 +2,8 @@
 
 
 import os
+import hashlib
 import subprocess
-import tempfile
 import sys
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, BackfillPolicy
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from alphagen_dagster.partitions import trading_days
-from alphagen_dagster.resources import StoreResource
+from alphagen_dagster.resources import SettingsResource, StoreResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
@@ -42,13 +42,18 @@ def ensure_manifest() -> Path:
     pool="duckdb",
     name="dbt_pnl_models",
 )
-def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: StoreResource):
+def dbt_pnl_models(
+    context: AssetExecutionContext, dbt: DbtCliResource, store: StoreResource, settings: SettingsResource
+):
     """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
     they are small, and a full build cannot drift from the tables)."""
-    os.environ["ALPHAGEN_DUCKDB_PATH"] = str(store.store().path)  # the profile needs it absolute
-    # Each invocation's artifacts go to a temporary target, not a new folder under dbt_pnl/.
-    with tempfile.TemporaryDirectory(prefix="dbt-target-") as target:
-        yield from dbt.cli(["build"], context=context, target_path=Path(target)).stream()
+    db_path = str(store.store().path)
+    os.environ["ALPHAGEN_DUCKDB_PATH"] = db_path  # the profile needs it absolute
+    # One target folder per DuckDB file, kept between runs: dbt's partial parse is keyed on
+    # the profile (the file's path included), so a kept target skips the ~4 s full parse.
+    digest = hashlib.sha1(db_path.encode()).hexdigest()[:12]
+    target = Path(settings.get().alphagen_cache_dir).resolve() / "dbt-target" / digest
+    yield from dbt.cli(["build"], context=context, target_path=target).stream()
 
 
 def dbt_resource() -> DbtCliResource:
