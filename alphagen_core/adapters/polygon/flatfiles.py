@@ -475,18 +475,24 @@ def _equity_frame(raw: pl.DataFrame, s: Session, ticker: str, where: str, reject
         "volume",
         "transactions",
     )
-    n = len(df)
-    df = df.filter(_valid_bar())
-    rejected["equity_invalid"] = n - len(df)
-    n = len(df)
-    df = df.filter(_in_session(s))
-    rejected["equity_out_of_session"] = n - len(df)
-    n = len(df)
-    df = df.unique(subset=["est_timestamp"], keep="first", maintain_order=True)
-    rejected["equity_duplicate"] = n - len(df)
+    df = _screen(df, s, "equity", ["est_timestamp"], rejected)
     if df.is_empty():
         raise FlatFileError(where, f"no regular-session rows for {ticker} ({s.open:%H:%M}-{s.close:%H:%M})")
     return df.sort("est_timestamp")
+
+
+def _screen(df: pl.DataFrame, s: Session, kind: str, key: list[str], rejected: dict[str, int]) -> pl.DataFrame:
+    """Drop invalid bars, bars outside the regular session and repeated bars (the first one
+    in the file wins), counting each kind of rejection."""
+    for reason, keep in (
+        ("invalid", lambda d: d.filter(_valid_bar())),
+        ("out_of_session", lambda d: d.filter(_in_session(s))),
+        ("duplicate", lambda d: d.unique(subset=key, keep="first", maintain_order=True)),
+    ):
+        before = len(df)
+        df = keep(df)
+        rejected[f"{kind}_{reason}"] = before - len(df)
+    return df
 
 
 _OPTION_TAIL = r"^\d{6}[CP]\d{8}$"
@@ -523,15 +529,7 @@ def _options_frame(
         "volume",
         "transactions",
     )
-    n = len(df)
-    df = df.filter(_valid_bar())
-    rejected["options_invalid"] = n - len(df)
-    n = len(df)
-    df = df.filter(_in_session(s))
-    rejected["options_out_of_session"] = n - len(df)
-    n = len(df)
-    df = df.unique(subset=["option_symbol", "est_timestamp"], keep="first", maintain_order=True)
-    rejected["options_duplicate"] = n - len(df)
+    df = _screen(df, s, "options", ["option_symbol", "est_timestamp"], rejected)
     if df.is_empty():
         raise FlatFileError(where, f"no regular-session rows for {underlying} options expiring {expiry}")
     return df.sort("est_timestamp", "option_symbol"), expiry
