@@ -24,6 +24,14 @@ pytestmark = pytest.mark.slow
 
 NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 11, 26)
 REPLAY_ONLY = [AssetKey(t) for t in TABLES]
+SECRETS = {
+    "POLYGON_S3_ACCESS_KEY": "SENTINELACCESSKEY0042",
+    "POLYGON_S3_SECRET_KEY": "sentinel-s3-secret-0042",
+    "POLYGON_API_KEY": "sentinel-polygon-key-0042",
+    "SCHWAB_API_KEY": "sentinel-schwab-key-0042",
+    "SCHWAB_API_SECRET": "sentinel-schwab-secret-0042",
+    "SCHWAB_ACCOUNT_ID": "990042",
+}
 
 
 def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date, *, with_dbt: bool = True):
@@ -146,7 +154,7 @@ def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(t
         assert store.query(f"SELECT count(*) AS n FROM {table}")["n"][0] == 0, table
 
 
-def test_replay_from_s3_equals_replay_from_local_folder(tmp_path, flatfiles, replayed, monkeypatch):
+def test_replay_from_s3_equals_local_folder_and_keeps_secrets_out(tmp_path, flatfiles, replayed, monkeypatch):
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -155,19 +163,26 @@ def test_replay_from_s3_equals_replay_from_local_folder(tmp_path, flatfiles, rep
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=SECRETS["POLYGON_S3_ACCESS_KEY"],
+                          aws_secret_access_key=SECRETS["POLYGON_S3_SECRET_KEY"], region_name="us-east-1")
         s3.create_bucket(Bucket="flatfiles")
         for key in (stocks_key(NORMAL), options_key(NORMAL)):
             s3.upload_file(str(flatfiles / key), "flatfiles", key)
         monkeypatch.setenv("POLYGON_S3_ENDPOINT", endpoint)
-        monkeypatch.setenv("POLYGON_S3_ACCESS_KEY", "k")
-        monkeypatch.setenv("POLYGON_S3_SECRET_KEY", "s")
+        for name, value in SECRETS.items():  # every secret setting, as sentinels
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("ALPHAGEN_CHART_DIR", str(tmp_path / "charts"))
         db = tmp_path / "s3.duckdb"
-        result = run_replay(db, "s3", tmp_path / "cache", NORMAL, NORMAL, with_dbt=False)
+        result = run_replay(db, "s3", tmp_path / "cache", NORMAL, NORMAL, with_dbt=True)
         assert result.success
     finally:
         server.stop()
+    # Secrets never reach the tables, the Dagster event log or the run's metadata.
+    stored = db.read_bytes()
+    events = "\n".join(repr(e) for e in result.all_events)
+    for value in SECRETS.values():
+        assert value.encode() not in stored
+        assert value not in events
     _, _, local_store, _, _ = replayed
     s3_store = Store(db)
     for table in TABLES:
