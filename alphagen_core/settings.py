@@ -102,9 +102,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _flatten_before_no_entry(self) -> Settings:
-        if self.flatten_minutes_before_close > max(self.no_entry_minutes_before_close, 1) and (
-            self.no_entry_minutes_before_close > 0
-        ):
+        no_entry = self.no_entry_minutes_before_close
+        if no_entry and self.flatten_minutes_before_close > no_entry:
             raise ValueError(
                 "FLATTEN_MINUTES_BEFORE_CLOSE must not exceed NO_ENTRY_MINUTES_BEFORE_CLOSE"
             )

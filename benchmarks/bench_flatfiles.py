@@ -157,7 +157,7 @@ def main() -> None:
         print(f"  rows/s               {rows / ingest_s:12,.0f}")
         print(f"  MB/s                 {raw_mb / ingest_s:8.1f} CSV, {gz_mb / ingest_s:.1f} gzip")
         print(f"  peak RSS             {peak_mb:8.1f} MB  (process after imports: {base_mb:.1f} MB)")
-        print(f"reference: polars read_csv of the whole options file + filter (no validation, one file)")
+        print("reference: polars read_csv of the whole options file + filter (no validation, one file)")
         print(f"                       {whole_s:8.3f} s, peak RSS {whole_mb:.1f} MB")
         print(f"first load + cache     {first['times'][0]:8.3f} s")
         print(f"cached load, cold      {cold_s * 1000:8.1f} ms  (fresh process)")

@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
