@@ -135,6 +135,9 @@ def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
               for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["flat_at_flatten_time"] and checks["every_execution_linked_to_an_intent"]
     assert checks["indicators_defined_from_9th_bar"] and checks["no_missing_minutes"]
+    # dbt's tests arrive as Dagster asset checks, the cross-check of daily_pnl included
+    assert checks["assert_daily_pnl_matches_executions"]
+    assert all(checks.values()), [name for name, ok in checks.items() if not ok]
 
 
 def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(tmp_path, flatfiles):

@@ -1,4 +1,4 @@
-{{ config(meta={"dagster": {"asset_key": ["daily_pnl"]}}) }}
+{{ config(meta={"dagster": {"ref": {"name": "daily_pnl"}}}) }}
 -- daily_pnl.realized_pnl (and fees) must equal, to the cent, the sum of the day's executions'
 -- pnl_contrib (fees) in the latest version, recomputed here straight from the sources with
 -- its own latest-version rule rather than from the staging models. All statuses are summed:
