@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from alphagen_core.adapters.paper.execution import PaperBroker, bracket_trigger
 from alphagen_core.indicators import BAR_VWAP, TYPICAL_PRICE, SessionIndicators
 from alphagen_core.models import (
-    CONTRACT_MULTIPLIER,
     MINUTE,
     Action,
     Bar,
@@ -489,5 +488,3 @@ def _quote_problem(q: OptionQuote) -> str | None:
         return "crossed quote"
     return None
 
-
-__all__ = ["CONTRACT_MULTIPLIER", "Engine", "StepOutput", "StrategyConfig", "slice_id_for"]

@@ -191,6 +191,10 @@ class RowMeta:
         }
 
 
+# Every run writes normalized_ticks, so its newest version is the (mode, session_date)'s latest.
+_LATEST_VERSION = "SELECT max(version) FROM normalized_ticks WHERE mode = ? AND session_date = ?"
+
+
 class StoreLockedError(RuntimeError):
     pass
 
@@ -268,10 +272,7 @@ class Store:
             return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
 
     def latest_version(self, mode: str, session_date: dt.date) -> str | None:
-        frame = self.query(
-            "SELECT max(version) AS v FROM normalized_ticks WHERE mode = ? AND session_date = ?",
-            [mode, session_date],
-        )
+        frame = self.query(f"SELECT ({_LATEST_VERSION}) AS v", [mode, session_date])
         return frame["v"][0] if frame.height else None
 
     def latest(self, table: str, mode: str, session_date: dt.date) -> pl.DataFrame:
@@ -284,9 +285,7 @@ class Store:
         order = ", ".join(f'"{k}"' for k in spec.key)
         return self.query(
             f"""SELECT * FROM {spec.name}
-                WHERE mode = ? AND session_date = ? AND version = (
-                    SELECT max(version) FROM normalized_ticks
-                    WHERE mode = ? AND session_date = ?)
+                WHERE mode = ? AND session_date = ? AND version = ({_LATEST_VERSION})
                 ORDER BY {order}""",
             [mode, session_date, mode, session_date],
         )

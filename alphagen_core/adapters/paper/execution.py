@@ -68,10 +68,6 @@ class PaperBroker:
     def cancel_working(self, position_id: str) -> None:
         self._working = [o for o in self._working if o.position_id != position_id]
 
-    @property
-    def working(self) -> list[WorkingOrder]:
-        return list(self._working)
-
     def fill_working(self, quotes: dict[str, OptionQuote], at: dt.datetime) -> list[Execution]:
         """Fill the orders decided on the previous bar at this bar's opening bid/ask."""
         events: list[Execution] = []

@@ -460,6 +460,9 @@ def _in_session(s: Session) -> pl.Expr:
     return (pl.col("est_timestamp") >= s.open) & (pl.col("est_timestamp") < s.close)
 
 
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume", "transactions")
+
+
 def _equity_frame(raw: pl.DataFrame, s: Session, ticker: str, where: str, rejected: dict[str, int]) -> pl.DataFrame:
     df = raw.filter(pl.col("ticker") == ticker)
     if df.is_empty():
@@ -467,12 +470,7 @@ def _equity_frame(raw: pl.DataFrame, s: Session, ticker: str, where: str, reject
     df = df.select(
         pl.col("ticker").alias("symbol"),
         _ny_timestamp(),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "transactions",
+        *_BAR_COLUMNS,
     )
     df = _screen(df, s, "equity", ["est_timestamp"], rejected)
     if df.is_empty():
@@ -521,12 +519,7 @@ def _options_frame(
         pl.col("tail").str.slice(6, 1).alias("right"),
         (pl.col("tail").str.slice(7, 8).cast(pl.Int64) / 1000.0).alias("strike"),
         _ny_timestamp(),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "transactions",
+        *_BAR_COLUMNS,
     )
     df = _screen(df, s, "options", ["option_symbol", "est_timestamp"], rejected)
     if df.is_empty():
