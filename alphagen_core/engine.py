@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from alphagen_core.adapters.paper.execution import PaperBroker, bracket_trigger
+from alphagen_core.adapters.paper.execution import bracket_trigger
 from alphagen_core.indicators import BAR_VWAP, TYPICAL_PRICE, SessionIndicators
 from alphagen_core.models import (
     MINUTE,
@@ -30,6 +31,7 @@ from alphagen_core.models import (
     OptionQuote,
     OrderStatus,
     PositionState,
+    Right,
     Signal,
     SignalType,
     TradeIntent,
@@ -43,6 +45,7 @@ from alphagen_core.risk import (
 )
 from alphagen_core.settings import Settings
 from alphagen_core.strategy import CrossoverDetector, right_for, select_contract, target_expiry
+from alphagen_core.symbols import parse_polygon
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,23 @@ class StrategyConfig:
             strike_offset=s.option_strike_offset,
             stale_after=dt.timedelta(seconds=s.market_data_stale_seconds),
         )
+
+
+class Broker(Protocol):
+    """What the engine's orders go to: the paper fill model (replay), or the fills the live
+    session recorded (`alphagen_core.live_minute.RecordedBroker`)."""
+
+    name: str
+
+    def submit(self, intent: TradeIntent, position_id: str) -> None: ...
+
+    def cancel_working(self, position_id: str) -> None: ...
+
+    def fill_working(self, quotes: Mapping[str, OptionQuote], at: dt.datetime) -> list[Execution]: ...
+
+    def fill_now(self, intent: TradeIntent, position_id: str, price: float, at: dt.datetime) -> Execution: ...
+
+    def positions(self) -> list[BrokerPosition]: ...
 
 
 @dataclass(slots=True)
@@ -92,6 +112,11 @@ class StepOutput:
     rejections: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
 
 
+def side_of(option_symbol: str) -> SignalType:
+    """A short put is the bullish side, a short call the bearish one."""
+    return SignalType.BULLISH if parse_polygon(option_symbol).right is Right.PUT else SignalType.BEARISH
+
+
 def slice_id_for(start: dt.datetime) -> str:
     return start.strftime("%Y-%m-%dT%H:%M")
 
@@ -102,14 +127,18 @@ class Engine:
         session_date: dt.date,
         session_close: dt.datetime,
         config: StrategyConfig,
-        broker: PaperBroker,
+        broker: Broker,
         session_open: dt.datetime | None = None,
+        external_brackets: bool = False,
     ) -> None:
         self.session_date = session_date
         self.session_open = session_open
         self.close = session_close
         self.cfg = config
         self.broker = broker
+        # Live: the session job watches the held quote and exits on stop/target between
+        # minute runs; its fills come back through the broker. Replay tests them here.
+        self.external_brackets = external_brackets
         self.entry_cutoff = session_close - config.no_entry_before_close
         # The flatten order is decided one bar early so that it fills on the bar that opens
         # at close - buffer - 1 min: the book is flat *before* close - buffer.
@@ -142,7 +171,8 @@ class Engine:
         for event in self.broker.fill_working(quotes, bar.start):
             out.executions.append(self._apply(event))
         self._remember_held_quote(quotes)
-        self._check_brackets(quotes, bar, out)
+        if not self.external_brackets:
+            self._check_brackets(quotes, bar, out)
 
         vwap, ma9 = self.indicators.update(bar.high, bar.low, bar.close, bar.volume, bar.vwap)
         signal_type = self.crossovers.update(vwap, ma9)
@@ -324,12 +354,15 @@ class Engine:
         price = event.fill_price or 0.0
         if event.action is Action.SELL_TO_OPEN:
             intent, side = self.pending_entry, self.pending_side
-            assert intent is not None and side is not None and intent.intent_id == event.intent_id
+            if intent is None or side is None or intent.intent_id != event.intent_id:
+                # Live only: a fill the broker reported for an order this run did not
+                # decide (a restart's restored history). The fill is the truth.
+                intent, side = None, side_of(event.option_symbol)
             self.pending_entry = self.pending_side = None
             stop, target = brackets(self.cfg.risk, price)
             self.position = OpenPosition(
                 position_id=event.position_id,
-                signal_id=intent.signal_id,
+                signal_id=intent.signal_id if intent else None,
                 symbol=event.option_symbol,
                 side=side,
                 qty=event.qty,
@@ -340,7 +373,8 @@ class Engine:
             pnl = -event.fees
         else:
             pos = self.position
-            assert pos is not None and pos.position_id == event.position_id
+            if pos is None or pos.position_id != event.position_id:
+                return event  # live only: an exit of a position this run never saw open
             pnl = round(round_trip_pnl(pos.credit, price, event.qty) - event.fees, 2)
             self.position = None
         self.realized_pnl = round(self.realized_pnl + pnl, 2)

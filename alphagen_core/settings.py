@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     fee_regulatory_per_contract: NonNegativeFloat = 0.0
     paper_half_spread: NonNegativeFloat = 0.02
     market_data_stale_seconds: int = Field(180, gt=0)
+    order_limit_slippage: NonNegativeFloat = 0.05  # live orders: limit = bid - this / ask + this
 
     # --- platform ---
     alphagen_mode: Mode = Mode.REPLAY
@@ -83,6 +84,10 @@ class Settings(BaseSettings):
     alphagen_data_provider: Literal["polygon", "schwab"] = "polygon"
     alphagen_broker: Literal["paper", "schwab"] = "paper"
     feature_enable_chart: bool = True
+    # A simulated clock for every process (see alphagen_core/sim/clock.py); unset: wall clock.
+    alphagen_sim_start: str = ""
+    alphagen_sim_epoch: str = ""
+    alphagen_sim_speed: str = ""
 
     @field_validator("risk_max_position_size", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 NY = ZoneInfo("America/New_York")
@@ -128,3 +128,12 @@ class SimClock:
 def clock_from_env(environ: Mapping[str, str] | None = None) -> Clock:
     """The simulated clock when ALPHAGEN_SIM_START is set, otherwise the wall clock."""
     return SimClock.from_env(environ) or WallClock()
+
+
+def clock_from_settings(settings: Any) -> Clock:
+    """The one clock of the system, from settings (ALPHAGEN_SIM_* in the environment or .env)."""
+    return clock_from_env({
+        ENV_START: settings.alphagen_sim_start,
+        ENV_EPOCH: settings.alphagen_sim_epoch,
+        ENV_SPEED: settings.alphagen_sim_speed,
+    })

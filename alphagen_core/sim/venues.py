@@ -11,6 +11,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+from pydantic import SecretStr
+
 from alphagen_core.adapters.polygon.flatfiles import flatfile_source, load_day
 from alphagen_core.calendar import session
 from alphagen_core.replay import quotes_by_minute
@@ -52,6 +55,30 @@ class SimVenues:
     def env(self) -> dict[str, str]:
         """Settings that point the service at these stand-ins and this clock."""
         return {**self.polygon.env(), **self.clock.env(), "SCHWAB_BASE_URL": self.schwab.base_url}
+
+    def sign_in(self, token_path: Path) -> dict[str, str]:
+        """Do the Schwab OAuth sign-in against the stand-in (following the authorize page's
+        redirect as a browser would); returns the settings that use the new token."""
+        from alphagen_core.adapters.schwab.auth import login
+        from alphagen_core.adapters.schwab.config import SchwabConfig
+
+        config = SchwabConfig(
+            app_key=SecretStr(self.schwab_app_key), app_secret=SecretStr(self.schwab_app_secret),
+            account_number=SecretStr(self.schwab_account), base_url=self.schwab.base_url,
+            callback_url="https://127.0.0.1:8182", token_path=token_path,
+        )
+
+        def follow(_prompt: str) -> str:
+            url = self.schwab.base_url + "/v1/oauth/authorize?" + shown[-1].split("/v1/oauth/authorize?", 1)[1].split()[0]
+            return httpx.get(url, follow_redirects=False).headers["location"]
+
+        shown: list[str] = []
+        login(config, open_browser=False, redirect_url_input=follow, print_fn=shown.append)
+        return {
+            "SCHWAB_API_KEY": self.schwab_app_key, "SCHWAB_API_SECRET": self.schwab_app_secret,
+            "SCHWAB_ACCOUNT_ID": self.schwab_account, "SCHWAB_CALLBACK_URL": config.callback_url,
+            "SCHWAB_TOKEN_PATH": str(token_path), "SCHWAB_BASE_URL": self.schwab.base_url,
+        }
 
     def __enter__(self) -> SimVenues:
         self.polygon.start()

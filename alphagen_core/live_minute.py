@@ -1,0 +1,260 @@
+"""The live minute increment: one newly closed minute through the replay engine, restored from
+the tables, so that any process can pick up where the last one stopped.
+
+A minute run for bar m (run after m's end):
+1. reads what the tables hold for today's session: the bars and option-chain quotes of the
+   minutes already processed (tables 1, 2, 4) and the broker events the session job recorded
+   (table 8);
+2. restores the engine by feeding it those minutes again (outputs discarded: they are in the
+   tables already), with a `RecordedBroker` whose fills are table 8's;
+3. fetches the new closed bars and the option chain as it stands now (the chain quotes are
+   labelled with the minute whose slice uses them), feeds the new minutes, and writes their
+   rows of tables 1-7 in one transaction.
+Orders are not sent here: the session job places table 7's intents and records fills in
+table 8. Stops and targets are the session job's too (`external_brackets`): it watches the
+held quote between minute runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import polars as pl
+import structlog
+
+from alphagen_core.calendar import Session
+from alphagen_core.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.interfaces import MarketDataClient
+from alphagen_core.models import (
+    MINUTE,
+    Action,
+    Bar,
+    BrokerPosition,
+    Execution,
+    MinuteSlice,
+    OptionContract,
+    OptionQuote,
+    OrderStatus,
+    Right,
+    TradeIntent,
+)
+from alphagen_core.replay import SessionRun
+from alphagen_core.settings import Settings
+from alphagen_core.store import RowMeta, Store
+
+log = structlog.get_logger(__name__)
+
+CHAIN = "chain"  # table 2 quote_kind of the chain a minute's slice used
+WATCH = "watch"  # table 2 quote_kind of the held contract's quotes the session job watched
+FINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+def session_version(session_date: dt.date) -> str:
+    """Paper and live keep one version per trading session (SPEC §2)."""
+    return session_date.isoformat()
+
+
+class RecordedBroker:
+    """The engine's broker in a live minute run. Orders go nowhere (the session job places
+    them); fills are the ones the session job recorded, each delivered in the minute bar it
+    happened in, as the paper broker labels its fills."""
+
+    name = "recorded"
+
+    def __init__(self, events: list[Execution]) -> None:
+        self._events = sorted(events, key=lambda e: (e.est_timestamp, e.execution_id))
+        self._next = 0
+        self._positions: dict[str, tuple[int, float]] = {}
+
+    def submit(self, intent: TradeIntent, position_id: str) -> None:
+        pass
+
+    def cancel_working(self, position_id: str) -> None:
+        pass
+
+    def fill_working(self, quotes: Mapping[str, OptionQuote], at: dt.datetime) -> list[Execution]:
+        out = []
+        while self._next < len(self._events) and self._events[self._next].est_timestamp < at + MINUTE:
+            event = self._events[self._next]
+            self._next += 1
+            if event.status is OrderStatus.FILLED:
+                held, avg = self._positions.get(event.option_symbol, (0, 0.0))
+                sign = -1 if event.action is Action.SELL_TO_OPEN else 1
+                price = event.fill_price if sign < 0 and event.fill_price is not None else avg
+                self._positions[event.option_symbol] = (held + sign * event.qty, price)
+            out.append(event)
+        return out
+
+    def fill_now(self, intent: TradeIntent, position_id: str, price: float, at: dt.datetime) -> Execution:
+        raise RuntimeError("live stops and targets are the session job's (external_brackets)")
+
+    def positions(self) -> list[BrokerPosition]:
+        return [BrokerPosition(s, q, p) for s, (q, p) in sorted(self._positions.items()) if q != 0]
+
+
+@dataclass
+class MinuteIncrement:
+    minutes: list[dt.datetime] = field(default_factory=list)  # the new slices' bar starts
+    rows: dict[str, int] = field(default_factory=dict)
+    intents: list[TradeIntent] = field(default_factory=list)
+    engine_seconds: float = 0.0  # the engine's own time over the new minutes
+
+
+@dataclass
+class _Stored:
+    bars: list[Bar]
+    chain: dict[dt.datetime, dict[str, OptionQuote]]
+    events: list[Execution]
+    last_minute: dt.datetime | None
+
+
+def read_session(store: Store, mode: str, session_date: dt.date) -> _Stored:
+    version = session_version(session_date)
+    args = [mode, session_date, version]
+    where = "WHERE mode = ? AND session_date = ? AND version = ?"
+    with store.connect() as con:
+        store.ensure_schema(con)
+        bars = con.sql(f"SELECT * FROM equity_bars {where} ORDER BY est_timestamp", params=args).pl()
+        chain = con.sql(
+            f"SELECT * FROM option_quotes {where} AND quote_kind = '{CHAIN}' ORDER BY est_timestamp, option_symbol",
+            params=args,
+        ).pl()
+        events = con.sql(f"SELECT * FROM executions {where} ORDER BY est_timestamp, execution_id", params=args).pl()
+        last = con.execute(f"SELECT max(period_start) FROM normalized_ticks {where}", args).fetchone()
+    return _Stored(
+        bars=[bar_from_row(r) for r in bars.iter_rows(named=True)],
+        chain=chain_by_minute(chain),
+        events=[e for e in executions_from(events) if e.status in FINAL_STATUSES],
+        last_minute=last[0] if last else None,
+    )
+
+
+def bar_from_row(r: Mapping[str, Any]) -> Bar:
+    return Bar(symbol=r["symbol"], start=r["est_timestamp"], open=r["open"], high=r["high"], low=r["low"],
+               close=r["close"], volume=r["volume"], vwap=r["bar_vwap"], day_vwap=r["day_vwap"],
+               transactions=r["transactions"])
+
+
+def chain_by_minute(rows: pl.DataFrame) -> dict[dt.datetime, dict[str, OptionQuote]]:
+    out: dict[dt.datetime, dict[str, OptionQuote]] = {}
+    for r in rows.iter_rows(named=True):
+        contract = OptionContract(r["underlying"], r["expiry"], Right(r["right"]), r["strike"])
+        out.setdefault(r["est_timestamp"], {})[r["option_symbol"]] = OptionQuote(
+            symbol=r["option_symbol"], contract=contract, start=r["est_timestamp"], bid=r["bid"],
+            ask=r["ask"], last=r["last"], volume=r["volume"],
+        )
+    return out
+
+
+def executions_from(rows: pl.DataFrame) -> list[Execution]:
+    return [
+        Execution(
+            execution_id=r["execution_id"], intent_id=r["intent_id"], position_id=r["position_id"],
+            order_id=r["order_id"], est_timestamp=r["est_timestamp"], option_symbol=r["option_symbol"],
+            action=Action(r["action"]), status=OrderStatus(r["status"]), fill_price=r["fill_price"],
+            qty=r["qty"], fees=r["fees"], pnl_contrib=r["pnl_contrib"], exit_reason=r["exit_reason"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
+def intents_from(rows: pl.DataFrame) -> list[TradeIntent]:
+    return [
+        TradeIntent(
+            intent_id=r["intent_id"], signal_id=r["signal_id"], est_timestamp=r["est_timestamp"],
+            action=Action(r["action"]), option_symbol=r["option_symbol"], qty=r["qty"],
+            limit_price=r["limit_price"], stop_loss=r["stop_loss"], take_profit=r["take_profit"],
+            reason=r["reason"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
+def bar_rows(bars: list[Bar], source: str) -> list[dict[str, Any]]:
+    return [
+        {"symbol": b.symbol, "est_timestamp": b.start, "open": b.open, "high": b.high, "low": b.low,
+         "close": b.close, "volume": b.volume, "bar_vwap": b.vwap, "day_vwap": b.day_vwap,
+         "transactions": b.transactions, "source": source}
+        for b in bars
+    ]
+
+
+def quote_rows(quotes: list[OptionQuote], kind: str, source: str, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Table 2 rows; `at` labels chain quotes with the minute whose slice used them."""
+    return [
+        {"option_symbol": q.symbol, "est_timestamp": at or q.start, "underlying": q.contract.root,
+         "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
+         "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": None, "low": None,
+         "volume": q.volume, "quote_kind": kind, "source": source}
+        for q in quotes
+    ]
+
+
+def closed_bars(market: MarketDataClient, symbol: str, sess: Session, upto: dt.datetime,
+                wait_s: float) -> list[Bar]:
+    """The session's closed bars up to `upto`, waiting (bounded) for `upto` itself to be
+    published: a source may publish a minute's bar a moment after the minute ends."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        bars = [b for b in market.minute_bars(symbol, sess.date) if b.start <= upto]
+        if (bars and bars[-1].start >= upto) or time.monotonic() >= deadline:
+            return bars
+        time.sleep(0.2)
+
+
+def run_minute_increment(
+    store: Store,
+    market: MarketDataClient,
+    settings: Settings,
+    sess: Session,
+    upto: dt.datetime,
+    run_id: str,
+    *,
+    wait_for_bar_s: float = 3.0,
+) -> MinuteIncrement:
+    """Process every closed minute up to `upto` not yet in the tables (normally just `upto`)."""
+    mode = settings.trading_mode.value
+    stored = read_session(store, mode, sess.date)
+    bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
+    last = stored.last_minute
+    new_bars = [b for b in bars if last is None or b.start > last]
+    result = MinuteIncrement()
+    if not new_bars:
+        return result
+    chain = market.option_chain(settings.polygon_options_underlying, sess.date)
+    engine = Engine(sess.date, sess.close, StrategyConfig.from_settings(settings),
+                    RecordedBroker(stored.events), session_open=sess.open, external_brackets=True)
+    for bar in stored.bars:  # restore: these minutes' rows are in the tables already
+        if last is not None and bar.start <= last:
+            engine.on_slice(MinuteSlice(bar, stored.chain.get(bar.start, {})))
+    newest = new_bars[-1].start
+    # Only the newest minute has a chain "as of its end"; minutes caught up after an outage
+    # get none (no entry can be chosen on quotes from later minutes).
+    chain_now = {q.symbol: replace(q, start=newest) for q in chain}
+    run = SessionRun()
+    started = time.perf_counter()
+    for bar in new_bars:
+        out: StepOutput = engine.on_slice(MinuteSlice(bar, chain_now if bar.start == newest else {}))
+        out.executions = []  # table 8 is the session job's
+        run.add(out, bar.start, engine.broker.name)
+    result.engine_seconds = time.perf_counter() - started
+    source = f"{settings.alphagen_data_provider}-live"
+    batches = {
+        "equity_bars": bar_rows(new_bars, source),
+        "option_quotes": quote_rows(list(chain_now.values()), CHAIN, source, at=newest),
+        "broker_positions": run.broker_positions,
+        "normalized_ticks": run.ticks,
+        "position_state": run.positions,
+        "signals": run.signals,
+        "trade_intents": run.intents,
+    }
+    result.rows = store.write(batches, RowMeta(mode, sess.date, session_version(sess.date), run_id))
+    result.minutes = [b.start for b in new_bars]
+    result.intents = run.intents
+    for what, why in run.rejections:
+        log.warning("minute.rejected_input", what=what, why=why)
+    return result

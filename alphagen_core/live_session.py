@@ -1,0 +1,420 @@
+"""The session trader: the long-running part of a live or paper session.
+
+Between minute runs it
+- places the intents the minute runs write to table 7 (and its own exits), as marketable
+  limit orders priced off the current quote with a slippage cap;
+- tracks every order to its end and records each event once in table 8;
+- watches the held contract's quote and exits on its stop-loss or take-profit, and flattens
+  at the flatten time, whatever the minute runs are doing.
+
+It must survive its own death. On start it reconciles before anything else: the position is
+rebuilt from table 8's fills; an intent with a SUBMITTED row is tracked by its order id; an
+intent with no row may have been sent just before a crash, so the broker's orders of the day
+are searched for it (same contract, side and quantity, not yet attributed) and, if found,
+recorded instead of being sent again. Table 8's rows have deterministic ids per intent, so
+writing an event twice adds nothing.
+
+The DuckDB file is only opened for a moment per read or write (alphagen_core.store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from alphagen_core.calendar import Session
+from alphagen_core.engine import slice_id_for
+from alphagen_core.interfaces import ExecutionClient, MarketDataClient
+from alphagen_core.live_minute import WATCH, executions_from, intents_from, quote_rows, session_version
+from alphagen_core.models import (
+    Action,
+    BrokerPosition,
+    Execution,
+    ExitReason,
+    OptionQuote,
+    OrderRequest,
+    OrderStatus,
+    OrderUpdate,
+    TradeIntent,
+)
+from alphagen_core.risk import RiskConfig, brackets, fees, round_trip_pnl
+from alphagen_core.settings import Settings
+from alphagen_core.sim.clock import Clock
+from alphagen_core.store import RowMeta, Store
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_SLACK = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class TraderTimings:
+    """Real seconds for polling; session time for ages (a sim clock may run fast)."""
+
+    poll_s: float = 0.25  # table 7
+    order_poll_s: float = 1.0  # each working order (after a first look at once)
+    quote_poll_s: float = 1.0  # the held contract's quote (Schwab allows 120 requests a minute)
+    flush_quotes_s: float = 5.0
+    entry_ttl: dt.timedelta = dt.timedelta(minutes=2)  # older entries are not sent
+    working_ttl: dt.timedelta = dt.timedelta(minutes=1)  # then cancel (entry) or re-price (exit)
+    end_grace: dt.timedelta = dt.timedelta(minutes=15)  # hard stop after the close
+
+
+@dataclass
+class Held:
+    position_id: str
+    symbol: str
+    qty: int
+    credit: float
+    stop_loss: float
+    take_profit: float
+
+
+@dataclass
+class Working:
+    intent: TradeIntent
+    position_id: str
+    order_id: str
+    placed_at: dt.datetime
+    cancel_sent: bool = False
+    polled: float = 0.0  # time.monotonic() of the last look-up
+
+
+@dataclass
+class TraderStats:
+    orders_sent: int = 0
+    fills: int = 0
+    reconciled_orders: int = 0
+    realized_pnl: float = 0.0
+    events: list[str] = field(default_factory=list)
+
+
+class SessionTrader:
+    def __init__(
+        self,
+        store: Store,
+        broker: ExecutionClient,
+        market: MarketDataClient,
+        settings: Settings,
+        session: Session,
+        clock: Clock,
+        run_id: str,
+        *,
+        timings: TraderTimings = TraderTimings(),
+        on_write: Callable[[dict[str, int]], None] = lambda rows: None,
+        heartbeat: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store, self.broker, self.market = store, broker, market
+        self.settings, self.session, self.clock, self.t = settings, session, clock, timings
+        self.risk = RiskConfig.from_settings(settings)
+        self.meta = RowMeta(settings.trading_mode.value, session.date, session_version(session.date), run_id)
+        self.flatten_at = session.close - dt.timedelta(minutes=settings.flatten_minutes_before_close)
+        self.on_write, self.heartbeat = on_write, heartbeat
+        self.held: Held | None = None
+        self.working: dict[str, Working] = {}
+        self.done: set[str] = set()  # intents with a final row, or never to be sent
+        self.waiting: list[TradeIntent] = []  # entries waiting for an exit to fill
+        self.quotes: list[OptionQuote] = []
+        self.stats = TraderStats()
+        self._last_quote_poll = self._last_flush = 0.0
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def run(self, stop: Callable[[], bool] = lambda: False) -> TraderStats:
+        self.reconcile()
+        while not stop():
+            self.heartbeat()
+            now = self.clock.now()
+            self.step(now)
+            if self._finished(now):
+                break
+            time.sleep(self.t.poll_s)
+        self._flush_quotes(force=True)
+        log.info("trader.end", orders=self.stats.orders_sent, fills=self.stats.fills,
+                 realized_pnl=round(self.stats.realized_pnl, 2))
+        return self.stats
+
+    def _finished(self, now: dt.datetime) -> bool:
+        if now >= self.session.close + self.t.end_grace:
+            if self.held or self.working:
+                log.error("trader.ended_with_open_risk", held=bool(self.held), working=len(self.working))
+            return True
+        return now >= self.session.close and not self.held and not self.working
+
+    def step(self, now: dt.datetime) -> None:
+        for intent in self._new_intents():
+            self._take(intent, now)
+        self._track(now)
+        self._retry_waiting(now)
+        if self.held and time.monotonic() - self._last_quote_poll >= self.t.quote_poll_s:
+            self._last_quote_poll = time.monotonic()
+            self._watch(now)
+        self._flush_quotes()
+
+    # ---- reconciliation -----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        events = self._events()
+        for e in sorted(events, key=lambda e: (e.est_timestamp, e.execution_id)):
+            if e.status is OrderStatus.FILLED:
+                self._book_fill(e)
+        final = {e.intent_id for e in events if e.status is not OrderStatus.SUBMITTED}
+        submitted = {e.intent_id: e for e in events if e.status is OrderStatus.SUBMITTED}
+        known_orders = {e.order_id for e in events}
+        self.done |= final
+        broker_orders = self._orders_today()
+        for intent in self._intents():
+            if intent.intent_id in final:
+                continue
+            if (row := submitted.get(intent.intent_id)) is not None:
+                self.working[row.order_id] = Working(intent, row.position_id, row.order_id, row.est_timestamp)
+                continue
+            match = next(
+                (o for o in broker_orders
+                 if o.order_id not in known_orders and o.request is not None
+                 and (o.request.option_symbol, o.request.action, o.request.qty)
+                 == (intent.option_symbol, intent.action, intent.qty)
+                 and (o.entered_at is None or o.entered_at >= intent.est_timestamp - RECONCILE_SLACK)),
+                None,
+            )
+            if match is not None:  # sent before a crash, never recorded: record, do not resend
+                known_orders.add(match.order_id)
+                position_id = self._position_id_for(intent)
+                self._write_event(self._event(intent, position_id, match.order_id, OrderStatus.SUBMITTED,
+                                              match.entered_at or self.clock.now()))
+                self.working[match.order_id] = Working(intent, position_id, match.order_id,
+                                                       match.entered_at or self.clock.now())
+                self.stats.reconciled_orders += 1
+                log.warning("trader.reconciled_unrecorded_order", intent_id=intent.intent_id)
+        self._check_positions()
+        log.info("trader.reconciled", held=self.held.symbol if self.held else None,
+                 working=len(self.working), done=len(self.done))
+
+    def _check_positions(self) -> None:
+        try:
+            at_broker = {p.symbol: p for p in self.broker.positions() if p.quantity}
+        except Exception as exc:  # noqa: BLE001 - reported; table 8 stays the book
+            log.warning("trader.positions_unavailable", error=type(exc).__name__)
+            return
+        ours = {self.held.symbol: -self.held.qty} if self.held else {}
+        theirs = {s: p.quantity for s, p in at_broker.items()}
+        if ours != theirs:
+            log.warning("trader.position_mismatch", ours=ours, broker=theirs)
+        if self.held is None and len(at_broker) == 1:
+            (p,) = at_broker.values()
+            if p.quantity < 0:  # a short we do not know of: manage it by the rules
+                self._adopt(p)
+
+    def _adopt(self, p: BrokerPosition) -> None:
+        credit = p.avg_price or 0.0
+        stop, target = brackets(self.risk, credit)
+        self.held = Held(f"adopted-{p.symbol}", p.symbol, -p.quantity, credit, stop, target)
+
+    def _orders_today(self) -> list[OrderUpdate]:
+        return self.broker.open_orders(self.session.open - dt.timedelta(hours=1))
+
+    # ---- intents ------------------------------------------------------------------------------
+
+    def _intents(self) -> list[TradeIntent]:
+        rows = self.store.query(
+            "SELECT * FROM trade_intents WHERE mode = ? AND session_date = ? AND version = ? "
+            "ORDER BY est_timestamp, intent_id",
+            [self.meta.mode, self.meta.session_date, self.meta.version],
+        )
+        return intents_from(rows)
+
+    def _events(self) -> list[Execution]:
+        rows = self.store.query(
+            "SELECT * FROM executions WHERE mode = ? AND session_date = ? AND version = ?",
+            [self.meta.mode, self.meta.session_date, self.meta.version],
+        )
+        return executions_from(rows)
+
+    def _new_intents(self) -> list[TradeIntent]:
+        seen = self.done | {w.intent.intent_id for w in self.working.values()} | {
+            i.intent_id for i in self.waiting}
+        return [i for i in self._intents() if i.intent_id not in seen]
+
+    def _take(self, intent: TradeIntent, now: dt.datetime) -> None:
+        if intent.action is Action.BUY_TO_CLOSE:
+            if self.held is None or self.held.symbol != intent.option_symbol:
+                return self._drop(intent, "no such position", now)
+            if self._exit_working():
+                return self._drop(intent, "an exit is already working", now)
+            return self._place(intent, self.held.position_id, now)
+        if self.held is not None or self._exit_working():
+            self.waiting.append(intent)  # a rollover: its reversal close goes first
+            return None
+        if any(w.intent.action is Action.SELL_TO_OPEN for w in self.working.values()):
+            return self._drop(intent, "an entry is already working", now)
+        if now - intent.est_timestamp > self.t.entry_ttl:
+            return self._drop(intent, "stale intent: its price is gone", now)
+        return self._place(intent, intent.intent_id, now)
+
+    def _retry_waiting(self, now: dt.datetime) -> None:
+        waiting, self.waiting = self.waiting, []
+        for intent in waiting:
+            if now - intent.est_timestamp > self.t.entry_ttl:
+                self._drop(intent, "its reversal close did not fill in time", now)
+            else:
+                self._take(intent, now)
+
+    def _exit_working(self) -> bool:
+        return any(w.intent.action is Action.BUY_TO_CLOSE for w in self.working.values())
+
+    def _drop(self, intent: TradeIntent, why: str, now: dt.datetime) -> None:
+        log.info("trader.intent_not_sent", intent_id=intent.intent_id, why=why)
+        self._write_event(self._event(intent, self._position_id_for(intent), "not-sent", OrderStatus.CANCELED, now))
+        self.done.add(intent.intent_id)
+
+    def _position_id_for(self, intent: TradeIntent) -> str:
+        if intent.action is Action.SELL_TO_OPEN:
+            return intent.intent_id
+        return self.held.position_id if self.held else "none"
+
+    # ---- orders -------------------------------------------------------------------------------
+
+    def _limit(self, intent: TradeIntent) -> float:
+        """A marketable limit: the current bid (sell) or ask (buy), capped by the slippage
+        allowance; the decision's own price when no quote is to be had."""
+        slip = self.settings.order_limit_slippage
+        try:
+            quote = self.market.quotes([intent.option_symbol]).get(intent.option_symbol)
+        except Exception as exc:  # noqa: BLE001 - price off the intent instead
+            log.warning("trader.quote_unavailable", error=type(exc).__name__)
+            quote = None
+        if intent.action is Action.SELL_TO_OPEN:
+            return max(round((quote.bid if quote else intent.limit_price) - slip, 2), 0.01)
+        return round((quote.ask if quote else intent.limit_price) + slip, 2)
+
+    def _place(self, intent: TradeIntent, position_id: str, now: dt.datetime) -> None:
+        request = OrderRequest(intent.action, intent.option_symbol, intent.qty, self._limit(intent), intent.intent_id)
+        try:
+            order_id = self.broker.submit(request)
+        except Exception as exc:
+            if not type(exc).__name__.endswith("Rejected"):
+                # The order may or may not exist at the broker: never resend blindly. The job
+                # fails, the session sensor starts a new one, and its reconciliation looks
+                # the order up before anything is sent again.
+                raise
+            log.error("trader.order_rejected", intent_id=intent.intent_id, error=type(exc).__name__)
+            self._write_event(self._event(intent, position_id, "rejected", OrderStatus.REJECTED, now))
+            self.done.add(intent.intent_id)
+            return
+        self.stats.orders_sent += 1
+        self.working[order_id] = Working(intent, position_id, order_id, now)
+        self._write_event(self._event(intent, position_id, order_id, OrderStatus.SUBMITTED, now))
+        log.info("trader.order_sent", intent_id=intent.intent_id, action=intent.action.value,
+                 symbol=intent.option_symbol, qty=intent.qty, limit=request.limit_price)
+
+    def _track(self, now: dt.datetime) -> None:
+        for order_id, w in list(self.working.items()):
+            if time.monotonic() - w.polled < self.t.order_poll_s:
+                continue
+            w.polled = time.monotonic()
+            update = self.broker.order(order_id)
+            if update.is_final:
+                del self.working[order_id]
+                self._finish(w, update, now)
+            elif not w.cancel_sent and now - w.placed_at > self.t.working_ttl:
+                log.info("trader.cancel_stale_order", intent_id=w.intent.intent_id)
+                self.broker.cancel(order_id)
+                w.cancel_sent = True
+
+    def _finish(self, w: Working, update: OrderUpdate, now: dt.datetime) -> None:
+        self.done.add(w.intent.intent_id)
+        filled = update.filled_qty
+        if filled <= 0:
+            status = OrderStatus.REJECTED if update.status == "REJECTED" else OrderStatus.CANCELED
+            self._write_event(self._event(w.intent, w.position_id, w.order_id, status, now))
+            return
+        price = round(sum(f.price * f.qty for f in update.fills) / max(sum(f.qty for f in update.fills), 1), 4) \
+            if update.fills else w.intent.limit_price
+        at = max((f.at for f in update.fills), default=now)
+        event = self._event(w.intent, w.position_id, w.order_id, OrderStatus.FILLED, at, price, filled)
+        event = self._book_fill(event)
+        self._write_event(event)
+        self.stats.fills += 1
+
+    def _book_fill(self, e: Execution) -> Execution:
+        """Update the held position with a fill; returns the event with its P/L set (the
+        engine's arithmetic: the entry costs its fees, the exit realizes the round trip)."""
+        price = e.fill_price or 0.0
+        if e.action is Action.SELL_TO_OPEN:
+            stop, target = brackets(self.risk, price)
+            self.held = Held(e.position_id, e.option_symbol, e.qty, price, stop, target)
+            pnl = -e.fees
+        else:
+            held = self.held
+            pnl = -e.fees if held is None else round(round_trip_pnl(held.credit, price, e.qty) - e.fees, 2)
+            self.held = None
+        self.stats.realized_pnl += pnl
+        return Execution(**{**_fields(e), "pnl_contrib": round(pnl, 2)})
+
+    def _event(self, intent: TradeIntent, position_id: str, order_id: str, status: OrderStatus,
+               at: dt.datetime, price: float | None = None, qty: int = 0) -> Execution:
+        filled = status is OrderStatus.FILLED
+        return Execution(
+            execution_id=f"exe-{intent.intent_id}-{status.value.lower()}",
+            intent_id=intent.intent_id, position_id=position_id, order_id=order_id, est_timestamp=at,
+            option_symbol=intent.option_symbol, action=intent.action, status=status, fill_price=price,
+            qty=qty if filled else 0, fees=fees(self.risk, qty) if filled else 0.0, pnl_contrib=0.0,
+            exit_reason=intent.reason if intent.action is Action.BUY_TO_CLOSE else None,
+        )
+
+    # ---- the held contract --------------------------------------------------------------------
+
+    def _watch(self, now: dt.datetime) -> None:
+        held = self.held
+        assert held is not None
+        try:
+            quote = self.market.quotes([held.symbol]).get(held.symbol)
+        except Exception as exc:  # noqa: BLE001 - try again next poll; the flatten still applies
+            log.warning("trader.quote_unavailable", error=type(exc).__name__)
+            quote = None
+        if quote is not None:
+            self.quotes.append(quote)
+        if self._exit_working():
+            return
+        reason = None
+        if now >= self.flatten_at:
+            reason = ExitReason.CLOSE
+        elif quote is not None and quote.ask >= held.stop_loss:
+            reason = ExitReason.STOP_LOSS
+        elif quote is not None and quote.ask <= held.take_profit:
+            reason = ExitReason.TAKE_PROFIT
+        if reason is None:
+            return
+        intent = TradeIntent(
+            intent_id=f"int-{slice_id_for(now)}-{reason.value}-{len(self.done) + len(self.working)}",
+            signal_id=None, est_timestamp=now, action=Action.BUY_TO_CLOSE, option_symbol=held.symbol,
+            qty=held.qty, limit_price=quote.ask if quote else held.credit, stop_loss=None, take_profit=None,
+            reason=reason.value,
+        )
+        self._write({"trade_intents": [intent]})
+        self._place(intent, held.position_id, now)
+
+    # ---- writes -------------------------------------------------------------------------------
+
+    def _write_event(self, event: Execution) -> None:
+        self._write({"executions": [event]})
+
+    def _write(self, batches: dict[str, list]) -> None:
+        added = self.store.write(batches, self.meta)
+        if any(added.values()):
+            self.on_write(added)
+
+    def _flush_quotes(self, force: bool = False) -> None:
+        if not self.quotes or (not force and time.monotonic() - self._last_flush < self.t.flush_quotes_s):
+            return
+        quotes, self.quotes = self.quotes, []
+        self._last_flush = time.monotonic()
+        self._write({"option_quotes": quote_rows(quotes, WATCH, f"{self.settings.alphagen_data_provider}-live")})
+
+
+def _fields(e: Execution) -> dict:
+    return {name: getattr(e, name) for name in Execution.__dataclass_fields__}

@@ -1,0 +1,96 @@
+"""The live session's two jobs' work: a minute's increment of tables 1-7, and the long-running
+session trader (tables 2, 7, 8). Both record their writes as materializations of the table
+assets for today's partition, so the UI shows live and replay in one lineage."""
+
+
+import datetime as dt
+import time
+from pathlib import Path
+
+from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, op
+
+from alphagen_core.adapters.venues import broker_name, broker_quotes, execution_client, market_data_client
+from alphagen_core.calendar import session
+from alphagen_core.lease import SessionAlreadyRunning, SessionLease
+from alphagen_core.live_minute import run_minute_increment, session_version
+from alphagen_core.live_session import SessionTrader
+from alphagen_core.sim.clock import clock_from_settings
+from alphagen_dagster.resources import SettingsResource, StoreResource
+
+HEARTBEAT_LOG_EVERY_S = 60.0
+
+
+class MinuteConfig(Config):
+    minute: str  # ISO start of the closed bar, New York time
+
+
+class SessionConfig(Config):
+    session_date: str
+
+
+def session_dir(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "session"
+
+
+def _materialize(context: OpExecutionContext, added: dict[str, int], day: dt.date, **metadata) -> None:
+    for table, rows in added.items():
+        context.log_event(AssetMaterialization(
+            asset_key=table, partition=day.isoformat(),
+            metadata={"rows_added": rows, "version": session_version(day), **metadata},
+        ))
+
+
+@op(pool="duckdb", tags={"alphagen/kind": "minute"})
+def minute_increment(context: OpExecutionContext, config: MinuteConfig, store: StoreResource,
+                     settings: SettingsResource) -> None:
+    """Run the engine over the newly closed minute(s) and append tables 1-7."""
+    cfg = settings.get()
+    minute = dt.datetime.fromisoformat(config.minute)
+    sess = session(minute.date())
+    market = market_data_client(cfg)
+    result = run_minute_increment(store.store(), market, cfg, sess, minute, context.run_id)
+    if not result.minutes:
+        context.log.info(f"{minute:%H:%M}: nothing new (already processed, or the bar is not published)")
+        return
+    per_minute_ms = 1000 * result.engine_seconds / len(result.minutes)
+    context.log.info(
+        f"{minute:%H:%M}: {len(result.minutes)} minute(s), {len(result.intents)} intent(s), "
+        f"engine {per_minute_ms:.2f} ms/minute"
+    )
+    _materialize(context, result.rows, sess.date, minute=config.minute,
+                 engine_ms_per_minute=MetadataValue.float(round(per_minute_ms, 3)))
+
+
+@op(tags={"alphagen/kind": "session"})
+def trading_session(context: OpExecutionContext, config: SessionConfig, store: StoreResource,
+                    settings: SettingsResource) -> None:
+    """Trade the session: reconcile, place table 7's intents, track orders, watch the held
+    quote (stops, targets, flatten), record table 8; heartbeat; end after the close."""
+    cfg = settings.get()
+    day = dt.date.fromisoformat(config.session_date)
+    sess = session(day)
+    clock = clock_from_settings(cfg)
+    try:
+        lease = SessionLease(session_dir(cfg.alphagen_cache_dir), config.session_date, context.run_id)
+    except SessionAlreadyRunning as exc:
+        raise Failure(description=str(exc)) from None
+    last_logged = [0.0]
+
+    def heartbeat() -> None:
+        lease.beat()
+        if time.monotonic() - last_logged[0] >= HEARTBEAT_LOG_EVERY_S:
+            last_logged[0] = time.monotonic()
+            context.log.info(f"heartbeat {clock.now():%H:%M:%S} ET")
+
+    with lease:
+        market = market_data_client(cfg)
+        broker = execution_client(cfg, market, clock)
+        context.log.info(f"session {day}: mode {cfg.trading_mode.value}, broker {broker_name(cfg)}")
+        trader = SessionTrader(store.store(), broker, broker_quotes(broker, market), cfg, sess, clock, context.run_id,
+                               on_write=lambda added: _materialize(context, added, day),
+                               heartbeat=heartbeat)
+        stats = trader.run()
+    context.log.info(
+        f"session {day} ended: {stats.orders_sent} orders sent, {stats.fills} fills, "
+        f"{stats.reconciled_orders} reconciled, realized P/L ${stats.realized_pnl:,.2f}"
+    )

@@ -1,0 +1,120 @@
+"""The live sensors. Both are active only inside a trading day's live window (NYSE calendar,
+holidays and early closes included) on the system's one clock, and neither touches market
+data or the DuckDB file: they only decide which runs to request.
+
+They run by default when ALPHAGEN_MODE is paper or live (`alphagen run` sets it), and are
+stopped otherwise, so a daemon started for replays does not trade."""
+
+
+import datetime as dt
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from alphagen_core.calendar import live_session_at
+from alphagen_core.lease import read_heartbeat
+from alphagen_core.models import MINUTE
+from alphagen_core.settings import Mode, get_settings, load_settings
+from alphagen_core.sim.clock import clock_from_settings
+from alphagen_dagster.jobs import minute_job, session_job
+from alphagen_dagster.ops import session_dir
+
+MAX_CATCH_UP_MINUTES = 3  # older missed minutes are folded into the next run (it catches up)
+MAX_SESSION_ATTEMPTS = 50
+STARTUP_GRACE = dt.timedelta(seconds=60)  # a STARTED run gets this long to write a heartbeat
+ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+          DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
+
+
+def _default_status() -> DefaultSensorStatus:
+    live = get_settings().alphagen_mode in (Mode.PAPER, Mode.LIVE)
+    return DefaultSensorStatus.RUNNING if live else DefaultSensorStatus.STOPPED
+
+
+def closed_minutes(now: dt.datetime, cursor: str | None) -> list[dt.datetime]:
+    """The bars closed since the cursor's minute, at most MAX_CATCH_UP_MINUTES of them."""
+    sess = live_session_at(now)
+    if sess is None:
+        return []
+    last = min(now.replace(second=0, microsecond=0) - MINUTE, sess.close - MINUTE)
+    first = sess.open
+    if cursor:
+        previous = dt.datetime.fromisoformat(cursor)
+        if previous.date() == sess.date:
+            first = max(first, previous + MINUTE)
+    first = max(first, last - (MAX_CATCH_UP_MINUTES - 1) * MINUTE)
+    out = []
+    while first <= last:
+        out.append(first)
+        first += MINUTE
+    return out
+
+
+@sensor(job=minute_job, minimum_interval_seconds=1, default_status=_default_status(),
+        description="One run per newly closed minute of the live window (run key per minute).")
+def minute_sensor(context: SensorEvaluationContext):
+    now = clock_from_settings(load_settings()).now()
+    if live_session_at(now) is None:
+        return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+    minutes = closed_minutes(now, context.cursor)
+    if not minutes:
+        return SkipReason(f"no new closed minute at {now:%H:%M:%S} ET")
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"minute-{m:%Y-%m-%dT%H:%M}",
+                run_config={"ops": {"minute_increment": {"config": {"minute": m.isoformat()}}}},
+                tags={"alphagen/session_date": m.date().isoformat(), "alphagen/minute": f"{m:%H:%M}"},
+            )
+            for m in minutes
+        ],
+        cursor=minutes[-1].isoformat(),
+    )
+
+
+@sensor(job=session_job, minimum_interval_seconds=1, default_status=_default_status(),
+        description="Keeps exactly one session job alive per trading day; relaunches a dead one.")
+def session_sensor(context: SensorEvaluationContext):
+    settings = load_settings()
+    now = clock_from_settings(settings).now()
+    sess = live_session_at(now)
+    if sess is None:
+        return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+    day = sess.date.isoformat()
+    runs = context.instance.get_runs(
+        RunsFilter(job_name=session_job.name, tags={"alphagen/session_date": day}))
+    if any(r.status is DagsterRunStatus.SUCCESS for r in runs):
+        return SkipReason(f"the session job of {day} has finished")
+    if now >= sess.close:
+        return SkipReason(f"the session of {day} is over")
+    beat = read_heartbeat(session_dir(settings.alphagen_cache_dir), day)
+    for run in runs:
+        if run.status not in ACTIVE:
+            continue
+        if run.status is DagsterRunStatus.STARTED and _dead(context, run.run_id, beat):
+            context.instance.report_run_failed(run, "session job heartbeat lost; relaunching")
+            continue
+        return SkipReason(f"session job {run.run_id[:8]} is {run.status.value}")
+    if len(runs) >= MAX_SESSION_ATTEMPTS:
+        return SkipReason(f"gave up after {len(runs)} session runs today")
+    return RunRequest(
+        run_key=f"session-{day}-{len(runs) + 1}",
+        run_config={"ops": {"trading_session": {"config": {"session_date": day}}}},
+        tags={"alphagen/session_date": day, "alphagen/attempt": str(len(runs) + 1)},
+    )
+
+
+def _dead(context: SensorEvaluationContext, run_id: str, beat) -> bool:
+    if beat is not None and beat.run_id == run_id:
+        return not beat.alive()
+    record = context.instance.get_run_record_by_id(run_id)
+    started = record.start_time if record else None
+    return started is not None and dt.datetime.now(dt.UTC).timestamp() - started > STARTUP_GRACE.total_seconds()

@@ -1,0 +1,253 @@
+"""The live service (`alphagen run`) and a whole simulated session (`alphagen sim-session`).
+
+The service is two processes on the project's workspace and one DAGSTER_HOME: the Dagster
+daemon (sensors, run queue; it launches the minute and session runs) and the webserver (the
+UI), bound to 127.0.0.1 unless told otherwise. Both are started in their own process group,
+so stopping the service stops every run they launched too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def prepare_home(home: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@contextmanager
+def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", port: int = 3000,
+            log_dir: Path | None = None) -> Iterator[list[subprocess.Popen]]:
+    """Run the daemon (and the webserver) until the block ends."""
+    workspace = str(PROJECT_DIR / "workspace.yaml")
+    commands = [[str(BIN / "dagster-daemon"), "run", "-w", workspace]]
+    if ui:
+        commands.append([str(BIN / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)])
+    procs = []
+    logs = []
+    try:
+        for cmd in commands:
+            out = subprocess.DEVNULL
+            if log_dir is not None:
+                log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(log_dir / f"{Path(cmd[0]).name}.log", "ab")  # noqa: SIM115 - closed below
+                logs.append(out)
+            procs.append(subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+        yield procs
+    finally:
+        for proc in procs:
+            _stop_group(proc)
+        for f in logs:
+            f.close()
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            if sig is signal.SIGTERM:
+                time.sleep(0.5)  # let the run workers of the group exit too
+            else:
+                return
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ---- the simulated session ---------------------------------------------------------------------
+
+
+def sim_env(workdir: Path, venues: Any) -> dict[str, str]:
+    """Settings for every process of a simulated session: paper mode, the stand-ins, the sim
+    clock, and a DuckDB file, cache and Dagster instance of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAGEN_", "POLYGON_", "SCHWAB_"))}
+    env.update(venues.env())
+    env.update(venues.sign_in(workdir / "secrets" / "schwab_token.json"))
+    env.update({
+        "POLYGON_API_KEY": venues.api_key,
+        "ALPHAGEN_MODE": "paper",
+        "ALPHAGEN_BROKER": "schwab",
+        "ALPHAGEN_DATA_PROVIDER": "polygon",
+        "ALPHAGEN_DUCKDB_PATH": str(workdir / "alphagen.duckdb"),
+        "ALPHAGEN_CACHE_DIR": str(workdir / "cache"),
+        "ALPHAGEN_FLATFILES_SOURCE": venues.source,
+        "ALPHAGEN_CHART_DIR": str(workdir / "charts"),
+        "DAGSTER_HOME": str(prepare_home(workdir / "dagster_home")),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def run_sim_session(day: dt.date, workdir: Path, *, source: str | None, speed: float, start: dt.time,
+                    until: dt.time, ui: bool, port: int, echo=print) -> dict[str, Any]:
+    from alphagen_core.sim.days import write_sim_day
+    from alphagen_core.sim.venues import SimVenues
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if source is None:
+        source = str(write_sim_day(day, workdir / "flatfiles"))
+    venues = SimVenues(day=day, source=source, cache_dir=workdir / "cache", speed=speed, start=start)
+    end = dt.datetime.combine(day, until, tzinfo=venues.clock.start.tzinfo)
+    with venues:
+        env = sim_env(workdir, venues)
+        echo(f"sim session {day} from {start:%H:%M} to {until:%H:%M} ET at x{speed:g}; work dir {workdir}")
+        with service(env, ui=ui, port=port, log_dir=workdir / "logs"):
+            if ui:
+                echo(f"Dagster UI: http://127.0.0.1:{port}")
+            shown = None
+            while (now := venues.clock.now()) < end:
+                if now.minute != shown:
+                    shown = now.minute
+                    echo(f"  {now:%H:%M} ET  orders at the broker: {len(venues.schwab.orders)}")
+                time.sleep(0.2)
+        summary = summarize(workdir, venues, env)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    echo(format_summary(summary))
+    return summary
+
+
+def summarize(workdir: Path, venues: Any, env: dict[str, str]) -> dict[str, Any]:
+    """What the broker received, what table 8 recorded, the P/L (dbt daily_pnl) and the
+    latencies, all read back from the stand-in, DuckDB and the Dagster instance."""
+    from alphagen_core.store import Store
+    from alphagen_core.symbols import schwab_to_polygon
+
+    clock = venues.clock
+    store = Store(env["ALPHAGEN_DUCKDB_PATH"])
+    intents = store.query("SELECT * FROM trade_intents WHERE mode = 'paper' ORDER BY est_timestamp, intent_id")
+    fills = store.query("SELECT * FROM executions WHERE mode = 'paper' AND status = 'FILLED' ORDER BY est_timestamp")
+    watched = store.query("SELECT * FROM option_quotes WHERE mode = 'paper' AND quote_kind = 'watch' ORDER BY est_timestamp")
+    orders = []
+    bar_to_order, stop_to_order = [], []
+    by_key = {(r["option_symbol"], r["action"]): [] for r in intents.iter_rows(named=True)}
+    for r in intents.iter_rows(named=True):
+        by_key[(r["option_symbol"], r["action"])].append(r)
+    for o in venues.schwab.orders:
+        symbol = schwab_to_polygon(o.symbol)
+        sent = o.entered_at
+        # the intent this order carries out: the latest of its contract and side decided before it
+        intent = max((r for r in by_key.get((symbol, o.instruction), []) if r["est_timestamp"] <= sent),
+                     key=lambda r: r["est_timestamp"], default=None)
+        orders.append({
+            "decided": intent["est_timestamp"].strftime("%H:%M") if intent else None,
+            "sent": sent.strftime("%H:%M:%S"), "action": o.instruction, "option_symbol": symbol,
+            "qty": o.quantity, "status": o.status, "fill_price": o.fills[-1].price if o.fills else None,
+            "reason": intent["reason"] if intent else None,
+        })
+        if intent is None:
+            continue
+        latency = clock.wall_time(sent) - clock.wall_time(intent["est_timestamp"])
+        if intent["reason"] in ("take_profit", "stop_loss"):
+            crossing = _crossing_time(watched, intent)
+            stop_to_order.append(clock.wall_time(sent) - clock.wall_time(crossing))
+        elif o.instruction == "SELL_TO_OPEN" or intent["reason"] == "reversal":
+            bar_to_order.append(latency)
+    pnl = _dbt_daily_pnl(env)
+    return {
+        "orders": orders,
+        "fills": fills.height,
+        "realized_pnl_table8": round(float(fills["pnl_contrib"].sum()), 2) if fills.height else 0.0,
+        "daily_pnl": pnl,
+        "latency": {
+            "closed_bar_to_order_s": _stats(bar_to_order),
+            "stop_to_closing_order_s": _stats(stop_to_order),
+            **_run_figures(env["DAGSTER_HOME"]),
+        },
+    }
+
+
+def _crossing_time(watched: Any, intent: dict[str, Any]) -> dt.datetime:
+    """The first watched quote at or before the exit decision that was already beyond the
+    level (the moment the session job could first have known), else the decision time."""
+    rows = [r for r in watched.iter_rows(named=True)
+            if r["option_symbol"] == intent["option_symbol"] and r["est_timestamp"] <= intent["est_timestamp"]]
+    first = intent["est_timestamp"]
+    for r in reversed(rows):
+        if abs(r["ask"] - intent["limit_price"]) > 1e-9:
+            break
+        first = r["est_timestamp"]
+    return first
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"n": len(values), "p50": round(statistics.median(values), 3), "p95": round(p95, 3),
+            "max": round(ordered[-1], 3)}
+
+
+def _run_figures(home: str) -> dict[str, Any]:
+    """Minute runs: the engine's time per minute (from the runs' materializations) and the
+    start overhead (run created -> RUN_START, which includes the queue and process start)."""
+    os.environ["DAGSTER_HOME"] = home
+    from dagster import AssetKey, DagsterInstance, RunsFilter
+
+    instance = DagsterInstance.get()
+    try:
+        runs = instance.get_run_records(RunsFilter(job_name="minute_job"))
+        overhead, engine_ms = [], []
+        for rec in runs:
+            if rec.start_time is not None:
+                overhead.append(rec.start_time - rec.create_timestamp.timestamp())
+        events = instance.fetch_materializations(AssetKey("normalized_ticks"), limit=5000).records
+        for ev in events:
+            meta = ev.asset_materialization.metadata if ev.asset_materialization else {}
+            if "engine_ms_per_minute" in meta:
+                engine_ms.append(meta["engine_ms_per_minute"].value)
+        return {"minute_runs": len(runs), "run_start_overhead_s": _stats(overhead),
+                "engine_ms_per_minute": _stats(engine_ms)}
+    finally:
+        instance.dispose()
+
+
+def _dbt_daily_pnl(env: dict[str, str]) -> list[dict[str, Any]]:
+    from alphagen_core.store import Store
+
+    subprocess.run([str(BIN / "dbt"), "build", "--quiet", "--select", "+daily_pnl"],
+                   cwd=PROJECT_DIR / "dbt_pnl", env=env, check=True, stdout=subprocess.DEVNULL)
+    rows = Store(env["ALPHAGEN_DUCKDB_PATH"]).query("SELECT * FROM daily_pnl ORDER BY trade_date, mode")
+    return [{k: (float(v) if k in ("realized_pnl", "fees") else v) for k, v in r.items()} for r in rows.iter_rows(named=True)]
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = ["", "orders the broker received:"]
+    for o in s["orders"]:
+        lines.append(f"  decided {o['decided']}  sent {o['sent']}  {o['action']:<13} {o['qty']:>3} "
+                     f"{o['option_symbol']}  {o['status']} @ {o['fill_price']}  ({o['reason']})")
+    lines.append(f"fills recorded in table 8: {s['fills']}")
+    for r in s["daily_pnl"]:
+        lines.append(f"daily_pnl {r['trade_date']} {r['mode']}: realized ${r['realized_pnl']:,.2f}, "
+                     f"fees ${r['fees']:,.2f}, {r['trades']} trades")
+    lat = s["latency"]
+    for name in ("closed_bar_to_order_s", "stop_to_closing_order_s", "run_start_overhead_s", "engine_ms_per_minute"):
+        lines.append(f"{name}: {lat[name]}")
+    return "\n".join(lines)
