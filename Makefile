@@ -30,6 +30,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_live.py
 
 ui: setup
 	bash scripts/ui.sh

@@ -7,9 +7,8 @@ A minute run for bar m (run after m's end):
    (table 8);
 2. restores the engine by feeding it those minutes again (outputs discarded: they are in the
    tables already), with a `RecordedBroker` whose fills are table 8's;
-3. fetches the new closed bars and the option chain as it stands now (the chain quotes are
-   labelled with the minute whose slice uses them), feeds the new minutes, and writes their
-   rows of tables 1-7 in one transaction.
+3. feeds the new closed bars with the option chain as it stands now (stored under each
+   minute whose slice used it), and writes their rows of tables 1-7 in one transaction.
 Orders are not sent here: the session job places table 7's intents and records fills in
 table 8. Stops and targets are the session job's too (`external_brackets`): it watches the
 held quote between minute runs.
@@ -18,9 +17,12 @@ held quote between minute runs.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -183,10 +185,9 @@ def bar_rows(bars: list[Bar], source: str) -> list[dict[str, Any]]:
     ]
 
 
-def quote_rows(quotes: list[OptionQuote], kind: str, source: str, at: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Table 2 rows; `at` labels chain quotes with the minute whose slice used them."""
+def quote_rows(quotes: list[OptionQuote], kind: str, source: str) -> list[dict[str, Any]]:
     return [
-        {"option_symbol": q.symbol, "est_timestamp": at or q.start, "underlying": q.contract.root,
+        {"option_symbol": q.symbol, "est_timestamp": q.start, "underlying": q.contract.root,
          "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
          "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": None, "low": None,
          "volume": q.volume, "quote_kind": kind, "source": source}
@@ -216,36 +217,54 @@ def run_minute_increment(
     *,
     wait_for_bar_s: float = 3.0,
 ) -> MinuteIncrement:
-    """Process every closed minute up to `upto` not yet in the tables (normally just `upto`)."""
+    """Process every closed minute up to `upto` not yet in the tables (normally just `upto`).
+
+    Minute runs may overlap (a late one, the next one): they take turns on a file lock around
+    read-compute-write, so each minute is computed once, from the rows before it."""
+    bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
+    chain = market.option_chain(settings.polygon_options_underlying, sess.date)
+    with _turn(store.path):
+        return _increment(store, settings, sess, bars, chain, run_id)
+
+
+@contextmanager
+def _turn(db_path: Path) -> Iterator[None]:
+    with open(db_path.with_name(db_path.name + ".minute.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released on close, and by the OS if the process dies
+        yield
+
+
+def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar], chain: list[OptionQuote],
+               run_id: str) -> MinuteIncrement:
     mode = settings.trading_mode.value
     stored = read_session(store, mode, sess.date)
-    bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
     last = stored.last_minute
     new_bars = [b for b in bars if last is None or b.start > last]
     result = MinuteIncrement()
     if not new_bars:
         return result
-    chain = market.option_chain(settings.polygon_options_underlying, sess.date)
     engine = Engine(sess.date, sess.close, StrategyConfig.from_settings(settings),
                     RecordedBroker(stored.events), session_open=sess.open, external_brackets=True)
     for bar in stored.bars:  # restore: these minutes' rows are in the tables already
         if last is not None and bar.start <= last:
             engine.on_slice(MinuteSlice(bar, stored.chain.get(bar.start, {})))
-    newest = new_bars[-1].start
-    # Only the newest minute has a chain "as of its end"; minutes caught up after an outage
-    # get none (no entry can be chosen on quotes from later minutes).
-    chain_now = {q.symbol: replace(q, start=newest) for q in chain}
+    # A minute processed late (its run queued behind another, or a restart) gets the chain as
+    # it stands now: the freshest quotes at the moment its decision is made. Each minute's
+    # chain is stored under that minute, so a restore feeds the engine the same slices.
     run = SessionRun()
+    chain_rows: list[dict[str, Any]] = []
+    source = f"{settings.alphagen_data_provider}-live"
     started = time.perf_counter()
     for bar in new_bars:
-        out: StepOutput = engine.on_slice(MinuteSlice(bar, chain_now if bar.start == newest else {}))
+        quotes = {q.symbol: replace(q, start=bar.start) for q in chain}
+        out: StepOutput = engine.on_slice(MinuteSlice(bar, quotes))
         out.executions = []  # table 8 is the session job's
         run.add(out, bar.start, engine.broker.name)
+        chain_rows += quote_rows(list(quotes.values()), CHAIN, source)
     result.engine_seconds = time.perf_counter() - started
-    source = f"{settings.alphagen_data_provider}-live"
     batches = {
         "equity_bars": bar_rows(new_bars, source),
-        "option_quotes": quote_rows(list(chain_now.values()), CHAIN, source, at=newest),
+        "option_quotes": chain_rows,
         "broker_positions": run.broker_positions,
         "normalized_ticks": run.ticks,
         "position_state": run.positions,

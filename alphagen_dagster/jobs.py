@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor, job
 
-from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.ops import minute_increment, trading_session
 
+# Selected by group, not by importing the assets: this module is also loaded by the live
+# code location, whose minute runs must not import dbt.
 replay_job = define_asset_job(
     "replay",
-    selection=AssetSelection.assets(replay_tables) | AssetSelection.assets(dbt_pnl_models),
+    selection=AssetSelection.groups("alphagen"),
     executor_def=in_process_executor,
     description="Replay trading days from Polygon flat files into the eight tables, then dbt P/L.",
     tags={"alphagen/mode": "replay"},

@@ -40,7 +40,9 @@ def _materialize(context: OpExecutionContext, added: dict[str, int], day: dt.dat
         ))
 
 
-@op(pool="duckdb", tags={"alphagen/kind": "minute"})
+# No "duckdb" pool here: the pool would hold each run's slot through its process start and
+# serialize whole runs; minute runs take turns on a lock around their short write instead.
+@op(tags={"alphagen/kind": "minute"})
 def minute_increment(context: OpExecutionContext, config: MinuteConfig, store: StoreResource,
                      settings: SettingsResource) -> None:
     """Run the engine over the newly closed minute(s) and append tables 1-7."""

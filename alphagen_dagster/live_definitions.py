@@ -1,0 +1,20 @@
+"""The live service's code location: the minute and session jobs and their sensors.
+
+It is separate from `definitions.py` so that every minute run (a fresh process importing its
+code location) loads neither dbt nor the replay assets; its runs record materializations of
+the same table assets, which the UI shows in the main location's lineage."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from alphagen_dagster.jobs import minute_job, session_job
+from alphagen_dagster.resources import default_resources
+from alphagen_dagster.sensors import minute_sensor, session_sensor
+
+defs = Definitions(
+    jobs=[minute_job, session_job],
+    sensors=[minute_sensor, session_sensor],
+    resources={k: v for k, v in default_resources().items() if k in ("store", "settings")},
+    executor=in_process_executor,
+)

@@ -1,0 +1,85 @@
+"""The live sensors request runs only inside a trading day's live window, one per closed
+minute (run key per minute), and keep one session job per day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+
+from alphagen_core.calendar import NY
+from alphagen_dagster.sensors import closed_minutes, minute_sensor, session_sensor
+
+
+@pytest.fixture
+def instance(tmp_path):
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as inst:
+        yield inst
+
+
+def at(monkeypatch, tmp_path, when: dt.datetime) -> None:
+    """Freeze the system clock at `when` (a sim clock at speed 1 that starts now)."""
+    monkeypatch.setenv("ALPHAGEN_SIM_START", when.isoformat())
+    monkeypatch.setenv("ALPHAGEN_SIM_SPEED", "1")
+    monkeypatch.delenv("ALPHAGEN_SIM_EPOCH", raising=False)
+    monkeypatch.setenv("ALPHAGEN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        dt.datetime(2024, 11, 23, 10, 0, 5, tzinfo=NY),  # Saturday
+        dt.datetime(2024, 11, 28, 10, 0, 5, tzinfo=NY),  # Thanksgiving
+        dt.datetime(2024, 11, 27, 17, 0, 5, tzinfo=NY),  # 17:00 on a trading day
+        dt.datetime(2024, 11, 29, 13, 45, 5, tzinfo=NY),  # after an early close's window
+        dt.datetime(2024, 11, 27, 8, 0, 5, tzinfo=NY),  # before the window opens
+    ],
+)
+def test_outside_the_live_window_the_sensors_request_nothing(monkeypatch, tmp_path, instance, when):
+    at(monkeypatch, tmp_path, when)
+    for sensor in (minute_sensor, session_sensor):
+        result = sensor(build_sensor_context(instance=instance))
+        assert isinstance(result, SkipReason), (sensor.name, result)
+        assert "outside the live window" in result.skip_message
+
+
+def test_one_run_per_newly_closed_minute(monkeypatch, tmp_path, instance):
+    at(monkeypatch, tmp_path, dt.datetime(2024, 11, 27, 10, 15, 3, tzinfo=NY))
+    first = minute_sensor(build_sensor_context(instance=instance))
+    assert isinstance(first, SensorResult)
+    assert [r.run_key for r in first.run_requests] == [
+        "minute-2024-11-27T10:12", "minute-2024-11-27T10:13", "minute-2024-11-27T10:14"]
+    assert first.cursor == dt.datetime(2024, 11, 27, 10, 14, tzinfo=NY).isoformat()
+    again = minute_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
+    assert isinstance(again, SkipReason)  # the 10:15 bar is still forming
+
+
+def test_closed_minutes_stop_at_the_close_and_cap_the_catch_up():
+    early_close = dt.datetime(2024, 11, 29, 13, 20, tzinfo=NY)
+    assert closed_minutes(early_close, None)[-1] == dt.datetime(2024, 11, 29, 12, 59, tzinfo=NY)
+    assert closed_minutes(dt.datetime(2024, 11, 27, 9, 30, 30, tzinfo=NY), None) == []
+    assert closed_minutes(dt.datetime(2024, 11, 27, 9, 31, 0, tzinfo=NY), None) == [
+        dt.datetime(2024, 11, 27, 9, 30, tzinfo=NY)]
+    cursor = dt.datetime(2024, 11, 27, 9, 45, tzinfo=NY).isoformat()
+    assert closed_minutes(dt.datetime(2024, 11, 27, 9, 46, 59, tzinfo=NY), cursor) == []
+
+
+def test_session_sensor_launches_one_job_and_relaunches_a_dead_one(monkeypatch, tmp_path, instance):
+    at(monkeypatch, tmp_path, dt.datetime(2024, 11, 27, 9, 40, tzinfo=NY))
+    request = session_sensor(build_sensor_context(instance=instance))
+    assert isinstance(request, RunRequest) and request.run_key == "session-2024-11-27-1"
+    # a run of that key that started and then died without a heartbeat
+    from alphagen_dagster.jobs import session_job
+    from dagster import DagsterRunStatus
+
+    run = instance.create_run_for_job(session_job, run_config=request.run_config, tags=request.tags,
+                                      status=DagsterRunStatus.STARTED)
+    alive = session_sensor(build_sensor_context(instance=instance))
+    assert isinstance(alive, SkipReason) and "STARTED" in alive.skip_message  # within its startup grace
+    (tmp_path / "cache" / "session").mkdir(parents=True)
+    (tmp_path / "cache" / "session" / "session-2024-11-27.heartbeat").write_text(
+        f'{{"pid": 999999999, "host": "{__import__("socket").gethostname()}", "run_id": "{run.run_id}", "at": 1e10}}')
+    relaunch = session_sensor(build_sensor_context(instance=instance))
+    assert isinstance(relaunch, RunRequest) and relaunch.run_key == "session-2024-11-27-2"
+    assert instance.get_run_by_id(run.run_id).status is DagsterRunStatus.FAILURE
