@@ -197,14 +197,14 @@ def quote_rows(quotes: list[OptionQuote], kind: str, source: str) -> list[dict[s
 
 def closed_bars(market: MarketDataClient, symbol: str, sess: Session, upto: dt.datetime,
                 wait_s: float) -> list[Bar]:
-    """The session's closed bars up to `upto`, waiting (bounded) for `upto` itself to be
-    published: a source may publish a minute's bar a moment after the minute ends."""
+    """The session's closed bars up to `upto`, waiting (bounded) for `upto` itself: the run
+    may start just before the minute ends, and a source publishes a bar a moment after."""
     deadline = time.monotonic() + wait_s
     while True:
         bars = [b for b in market.minute_bars(symbol, sess.date) if b.start <= upto]
         if (bars and bars[-1].start >= upto) or time.monotonic() >= deadline:
             return bars
-        time.sleep(0.2)
+        time.sleep(0.3)
 
 
 def run_minute_increment(
@@ -215,7 +215,7 @@ def run_minute_increment(
     upto: dt.datetime,
     run_id: str,
     *,
-    wait_for_bar_s: float = 3.0,
+    wait_for_bar_s: float = 30.0,
 ) -> MinuteIncrement:
     """Process every closed minute up to `upto` not yet in the tables (normally just `upto`).
 

@@ -239,12 +239,17 @@ class Store:
             con.close()
 
     def ensure_schema(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Create the tables once per Store object (nothing ever drops them), so a process
+        that polls the file (the session trader) does not run DDL on every read."""
+        if self._schema_ready:
+            return
         if con is None:
             with self.connect() as own:
                 self.ensure_schema(own)
             return
         for table in TABLES.values():
             con.execute(table.ddl)
+        self._schema_ready = True
 
     def insert(self, table: str, rows: pl.DataFrame | Sequence[Any], meta: RowMeta) -> int:
         """Insert rows (dataclasses, dicts or a DataFrame); returns how many were new."""

@@ -28,6 +28,10 @@ from alphagen_dagster.jobs import minute_job, session_job
 from alphagen_dagster.ops import session_dir
 
 MAX_CATCH_UP_MINUTES = 3  # older missed minutes are folded into the next run (it catches up)
+# A minute's run is requested this many real seconds before the minute closes: a run's
+# process takes seconds to start (more on a busy machine), so it starts while the minute
+# ends, and the run then waits for the closed bar (live_minute.closed_bars).
+LEAD_SECONDS = 15.0
 MAX_SESSION_ATTEMPTS = 50
 STARTUP_GRACE = dt.timedelta(seconds=60)  # a STARTED run gets this long to write a heartbeat
 ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -39,12 +43,13 @@ def _default_status() -> DefaultSensorStatus:
     return DefaultSensorStatus.RUNNING if live else DefaultSensorStatus.STOPPED
 
 
-def closed_minutes(now: dt.datetime, cursor: str | None) -> list[dt.datetime]:
-    """The bars closed since the cursor's minute, at most MAX_CATCH_UP_MINUTES of them."""
+def closed_minutes(now: dt.datetime, cursor: str | None, lead: dt.timedelta = dt.timedelta(0)) -> list[dt.datetime]:
+    """The bars closed (or closing within `lead`) since the cursor's minute, at most
+    MAX_CATCH_UP_MINUTES of them."""
     sess = live_session_at(now)
     if sess is None:
         return []
-    last = min(now.replace(second=0, microsecond=0) - MINUTE, sess.close - MINUTE)
+    last = min((now + lead).replace(second=0, microsecond=0) - MINUTE, sess.close - MINUTE)
     first = sess.open
     if cursor:
         previous = dt.datetime.fromisoformat(cursor)
@@ -61,10 +66,11 @@ def closed_minutes(now: dt.datetime, cursor: str | None) -> list[dt.datetime]:
 @sensor(job=minute_job, minimum_interval_seconds=1, default_status=_default_status(),
         description="One run per newly closed minute of the live window (run key per minute).")
 def minute_sensor(context: SensorEvaluationContext):
-    now = clock_from_settings(load_settings()).now()
+    clock = clock_from_settings(load_settings())
+    now = clock.now()
     if live_session_at(now) is None:
         return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
-    minutes = closed_minutes(now, context.cursor)
+    minutes = closed_minutes(now, context.cursor, dt.timedelta(seconds=LEAD_SECONDS * clock.speed))
     if not minutes:
         return SkipReason(f"no new closed minute at {now:%H:%M:%S} ET")
     return SensorResult(

@@ -43,6 +43,8 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
         commands.append([str(BIN / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)])
     procs = []
     logs = []
+    # A SIGTERM to us must still stop the service's process group (the finally below).
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         for cmd in commands:
             out = subprocess.DEVNULL
@@ -58,6 +60,11 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
             _stop_group(proc)
         for f in logs:
             f.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:

@@ -22,7 +22,7 @@ from alphagen_dagster.service import PROJECT_DIR, service, sim_env, summarize
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 DAY = dt.date(2024, 12, 12)
-START, UNTIL = dt.time(9, 33), dt.time(10, 1, 30)
+START, UNTIL = dt.time(9, 34), dt.time(10, 1, 15)
 BRACKETS = ("stop_loss", "take_profit")
 
 
@@ -103,7 +103,7 @@ def test_session_job_killed_twice_recovers_without_duplicate_orders(tmp_path):
     position by the rules, and the broker never receives an order twice."""
     write_sim_day(DAY, tmp_path / "flatfiles")
     venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache",
-                       speed=8.0, start=START)
+                       speed=10.0, start=START)
     end = dt.datetime.combine(DAY, UNTIL, tzinfo=venues.clock.start.tzinfo)
     with venues:
         env = sim_env(tmp_path, venues)
