@@ -190,6 +190,7 @@ class SessionTrader:
                                                        match.entered_at or self.clock.now())
                 self.stats.reconciled_orders += 1
                 log.warning("trader.reconciled_unrecorded_order", intent_id=intent.intent_id)
+        self._track(self.clock.now())  # fills of those orders first, then compare positions
         self._check_positions()
         log.info("trader.reconciled", held=self.held.symbol if self.held else None,
                  working=len(self.working), done=len(self.done))

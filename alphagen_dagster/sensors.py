@@ -27,7 +27,7 @@ from alphagen_core.sim.clock import clock_from_settings
 from alphagen_dagster.jobs import minute_job, session_job
 from alphagen_dagster.ops import session_dir
 
-MAX_CATCH_UP_MINUTES = 3  # older missed minutes are folded into the next run (it catches up)
+MAX_CATCH_UP_MINUTES = 1  # minutes the sensor missed (an outage) are caught up by the next run
 # A minute's run is requested this many real seconds before the minute closes: a run's
 # process takes seconds to start (more on a busy machine), so it starts while the minute
 # ends, and the run then waits for the closed bar (live_minute.closed_bars).

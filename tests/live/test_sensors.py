@@ -48,11 +48,15 @@ def test_one_run_per_newly_closed_minute(monkeypatch, tmp_path, instance):
     at(monkeypatch, tmp_path, dt.datetime(2024, 11, 27, 10, 15, 3, tzinfo=NY))
     first = minute_sensor(build_sensor_context(instance=instance))
     assert isinstance(first, SensorResult)
-    assert [r.run_key for r in first.run_requests] == [
-        "minute-2024-11-27T10:12", "minute-2024-11-27T10:13", "minute-2024-11-27T10:14"]
+    # the first tick of the day: one run, which catches up every earlier minute
+    assert [r.run_key for r in first.run_requests] == ["minute-2024-11-27T10:14"]
     assert first.cursor == dt.datetime(2024, 11, 27, 10, 14, tzinfo=NY).isoformat()
     again = minute_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
     assert isinstance(again, SkipReason)  # the 10:15 bar is still forming
+    at(monkeypatch, tmp_path, dt.datetime(2024, 11, 27, 10, 15, 50, tzinfo=NY))
+    ahead = minute_sensor(build_sensor_context(instance=instance, cursor=first.cursor))
+    # requested LEAD_SECONDS before 10:15 closes; the run waits for the bar
+    assert [r.run_key for r in ahead.run_requests] == ["minute-2024-11-27T10:15"]
 
 
 def test_closed_minutes_stop_at_the_close_and_cap_the_catch_up():
