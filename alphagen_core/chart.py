@@ -5,8 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus
+
+
+def write_day_chart(day: dt.date, ticks: Sequence[NormalizedTick], executions: Sequence[Execution],
+                    path: str) -> str:
+    """Render the day's chart into `path` (a PNG); returns the path. Picklable, so a replay
+    can render its charts in a worker process beside the replay itself."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(day_chart_png(day, ticks, executions))
+    return str(out)
 
 
 def day_chart_png(day: dt.date, ticks: Sequence[NormalizedTick], executions: Sequence[Execution]) -> bytes:

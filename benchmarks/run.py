@@ -1,6 +1,6 @@
 """`make bench`: the replay's speed and memory, measured on this machine in one run.
 
-    .venv/bin/python benchmarks/run.py [--runs 3] [--days 20]
+    .venv/bin/python benchmarks/run.py [--runs 3] [--days 20] [--replay-only]
 
 Prints a Markdown table (medians of --runs) to paste into BENCHMARKS.md:
 - options flat-file ingest of a full-size day (2M+ rows): seconds, rows/s, MB/s of .csv.gz,
@@ -111,11 +111,35 @@ def dbt_build(db: Path, runs: int) -> float:
     return median(times)
 
 
+def replay_only(runs: int, n_days: int) -> None:
+    from alphagen_core.calendar import trading_days
+    from alphagen_core.sample import generate
+
+    tmp = Path(tempfile.mkdtemp(prefix="alphagen-bench-"))
+    try:
+        days = trading_days(dt.date(2024, 2, 1), dt.date(2024, 4, 30))[:n_days]
+        generate(days[0], days[-1], tmp / "days")
+        print(f"replaying {len(days)} days as whole processes ...", file=sys.stderr)
+        whole_process_replay(tmp / "days", tmp, tmp / "cache", days[0], days[-1], 1)  # fills the caches
+        whole = whole_process_replay(tmp / "days", tmp, tmp / "cache", days[0], days[-1], runs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n`.venv/bin/python benchmarks/run.py --replay-only --runs {runs} --days {n_days}` "
+          f"({dt.date.today()}, {os.cpu_count()} cores)\n")
+    print(f"| `alphagen replay` of {len(days)} days, whole process (Dagster + dbt) | {median(whole):.1f} s median "
+          f"(runs: {', '.join(f'{t:.1f}' for t in whole)}) = {median(whole) / len(days):.2f} s/day | <= 14 s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--days", type=int, default=20)
+    parser.add_argument("--replay-only", action="store_true",
+                        help="only the whole-process `alphagen replay` of --days days (after one warm-up run)")
     args = parser.parse_args()
+    if args.replay_only:
+        replay_only(args.runs, args.days)
+        return
 
     from alphagen_core.adapters.polygon.flatfiles import options_key
     from alphagen_core.calendar import trading_days

@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.calendar import NY
 from alphagen_core.sample import generate
-from alphagen_core.store import META_COLUMNS, TABLES, Store
+from alphagen_core.store import META_COLUMNS, TABLES, RowMeta, Store
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
 from alphagen_dagster.jobs import replay_job
@@ -34,7 +34,8 @@ SECRETS = {
 }
 
 
-def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date, *, with_dbt: bool = True):
+def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date, *, with_dbt: bool = True,
+               selection: list[AssetKey] | None = None):
     defs = Definitions(
         assets=[replay_tables, dbt_pnl_models],
         jobs=[replay_job],
@@ -48,7 +49,7 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
     return defs.resolve_job_def("replay").execute_in_process(
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
-        asset_selection=None if with_dbt else REPLAY_ONLY,
+        asset_selection=selection or (None if with_dbt else REPLAY_ONLY),
         tags={"dagster/asset_partition_range_start": start.isoformat(),
               "dagster/asset_partition_range_end": end.isoformat()},
     )
@@ -138,6 +139,31 @@ def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
     # dbt's tests arrive as Dagster asset checks, the cross-check of daily_pnl included
     assert checks["assert_daily_pnl_matches_executions"]
     assert all(checks.values()), [name for name, ok in checks.items() if not ok]
+
+
+def test_dbt_runs_in_the_step_process_and_a_failing_dbt_test_fails_the_step_as_a_check(replayed, tmp_path):
+    """dbt runs in process (no dbt subprocess): its results are still dagster-dbt's events,
+    and a failing dbt test is a failed asset check and a failed step, named in the error."""
+    _, _, store, _, tmp = replayed
+    db = tmp_path / "orphan.duckdb"
+    shutil.copyfile(store.path, db)
+    broken = Store(db)
+    version = broken.latest_version("replay", NORMAL)
+    row = broken.latest("executions", "replay", NORMAL).drop(*META_COLUMNS).row(0, named=True)
+    orphan = {**row, "execution_id": "orphan-1", "intent_id": "no-such-intent"}
+    broken.write({"executions": [orphan]}, RowMeta("replay", NORMAL, version, "test-orphan"))
+    result = run_replay(db, str(tmp / "unused"), tmp_path / "cache", NORMAL, NORMAL,
+                        selection=list(dbt_pnl_models.keys))
+    assert not result.success
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    failed = [name for name, ok in checks.items() if not ok]
+    assert len(failed) == 1 and failed[0].startswith("relationships_stg_executions_intent_id"), checks
+    assert len(checks) > 10  # the tests that ran before dbt skipped what depends on the failure
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "relationships_stg_executions_intent_id" in str(failure.event_specific_data.error)
+    materialized = {e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert "stg_executions" in materialized and "daily_pnl" not in materialized  # `dbt build` skips it
 
 
 def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(tmp_path, flatfiles):
