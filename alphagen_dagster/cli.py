@@ -228,18 +228,19 @@ def sim(day: dt.date, source: str | None, speed: float, start_time: str, polygon
 def run(mode: str | None, host: str, port: int) -> None:
     """Start the live or paper service: the Dagster daemon (minute and session sensors) and
     the webserver on the project's workspace, until Ctrl-C."""
-    from alphagen_core.settings import get_settings
+    from alphagen_core.settings import Mode, get_settings
     from alphagen_dagster.service import service
 
     settings = get_settings()
     mode = mode or (settings.alphagen_mode.value if settings.alphagen_mode.value in ("paper", "live") else "paper")
     env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(dagster_home())}
-    effective = settings.model_copy(update={"alphagen_mode": mode}).trading_mode.value
+    effective = settings.model_copy(update={"alphagen_mode": Mode(mode)}).trading_mode.value
     click.echo(f"mode {effective} (asked: {mode}); DuckDB {settings.alphagen_duckdb_path.resolve()}")
     if mode == "live" and effective != "live":
         click.echo("live trading is gated: SCHWAB_PAPER=false and SCHWAB_LIVE_CONFIRMATION are needed; trading paper")
-    with service(env, host=host, port=port, log_dir=dagster_home() / "logs") as procs:
-        click.echo(f"Dagster UI on http://{host}:{port}; logs in {dagster_home() / 'logs'}; Ctrl-C stops")
+    logs = dagster_home() / "service-logs"
+    with service(env, host=host, port=port, log_dir=logs) as procs:
+        click.echo(f"Dagster UI on http://{host}:{port}; logs in {logs}; Ctrl-C stops")
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(1)

@@ -153,9 +153,9 @@ def summarize(workdir: Path, venues: Any, env: dict[str, str]) -> dict[str, Any]
     watched = store.query("SELECT * FROM option_quotes WHERE mode = 'paper' AND quote_kind = 'watch' ORDER BY est_timestamp")
     orders = []
     bar_to_order, stop_to_order = [], []
-    by_key = {(r["option_symbol"], r["action"]): [] for r in intents.iter_rows(named=True)}
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in intents.iter_rows(named=True):
-        by_key[(r["option_symbol"], r["action"])].append(r)
+        by_key.setdefault((r["option_symbol"], r["action"]), []).append(r)
     for o in venues.schwab.orders:
         symbol = schwab_to_polygon(o.symbol)
         sent = o.entered_at
