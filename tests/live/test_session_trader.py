@@ -28,6 +28,14 @@ class FixedQuotes:
         return {s: OptionQuote(s, contract, dt.datetime(2024, 11, 27, 10, tzinfo=NY), self.bid, self.ask) for s in symbols}
 
 
+def decided_entry(store: Store) -> TradeIntent:
+    """A minute run's entry intent of 5 contracts, decided at 10:00, in table 7."""
+    intent = TradeIntent("int-2024-11-27T09:59-1", "sig-1", dt.datetime(2024, 11, 27, 10, tzinfo=NY),
+                         Action.SELL_TO_OPEN, SYMBOL, 5, 2.0, 4.0, 1.0, "entry")
+    store.write({"trade_intents": [intent]}, RowMeta("paper", DAY, session_version(DAY), "run-0"))
+    return intent
+
+
 def make(tmp_path, clock, market, broker=None):
     settings = Settings(_env_file=None, alphagen_mode="paper", alphagen_duckdb_path=tmp_path / "db.duckdb")
     store = Store(settings.alphagen_duckdb_path)
@@ -47,9 +55,7 @@ def test_an_order_sent_before_a_crash_is_recorded_not_resent(tmp_path):
     clock = SimClock(dt.datetime(2024, 11, 27, 10, 0, 5, tzinfo=NY), speed=1)
     market = FixedQuotes(2.0, 2.1)
     store, broker, trader = make(tmp_path, clock, market)
-    intent = TradeIntent("int-2024-11-27T09:59-1", "sig-1", dt.datetime(2024, 11, 27, 10, tzinfo=NY),
-                         Action.SELL_TO_OPEN, SYMBOL, 5, 2.0, 4.0, 1.0, "entry")
-    store.write({"trade_intents": [intent]}, RowMeta("paper", DAY, session_version(DAY), "run-0"))
+    intent = decided_entry(store)
     # the crashed process got this far: the order reached the broker, table 8 has nothing
     order_id = broker.submit(OrderRequest(Action.SELL_TO_OPEN, SYMBOL, 5, 1.95, intent.intent_id))
     trader.reconcile()
@@ -66,9 +72,7 @@ def test_a_stop_is_taken_between_minute_runs(tmp_path):
     clock = SimClock(dt.datetime(2024, 11, 27, 10, 0, 5, tzinfo=NY), speed=1)
     market = FixedQuotes(2.0, 2.1)
     store, broker, trader = make(tmp_path, clock, market)
-    intent = TradeIntent("int-2024-11-27T09:59-1", "sig-1", dt.datetime(2024, 11, 27, 10, tzinfo=NY),
-                         Action.SELL_TO_OPEN, SYMBOL, 5, 2.0, 4.0, 1.0, "entry")
-    store.write({"trade_intents": [intent]}, RowMeta("paper", DAY, session_version(DAY), "run-0"))
+    decided_entry(store)
     trader.reconcile()
     trader.step(clock.now())
     assert trader.held is not None and trader.held.stop_loss == 4.0  # 2x the 2.00 credit
