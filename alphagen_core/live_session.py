@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -90,7 +90,6 @@ class TraderStats:
     fills: int = 0
     reconciled_orders: int = 0
     realized_pnl: float = 0.0
-    events: list[str] = field(default_factory=list)
 
 
 class SessionTrader:
@@ -221,19 +220,16 @@ class SessionTrader:
     # ---- intents ------------------------------------------------------------------------------
 
     def _intents(self) -> list[TradeIntent]:
-        rows = self.store.query(
-            "SELECT * FROM trade_intents WHERE mode = ? AND session_date = ? AND version = ? "
-            "ORDER BY est_timestamp, intent_id",
-            [self.meta.mode, self.meta.session_date, self.meta.version],
-        )
-        return intents_from(rows)
+        return intents_from(self._session_rows("trade_intents", "ORDER BY est_timestamp, intent_id"))
 
     def _events(self) -> list[Execution]:
-        rows = self.store.query(
-            "SELECT * FROM executions WHERE mode = ? AND session_date = ? AND version = ?",
+        return executions_from(self._session_rows("executions"))
+
+    def _session_rows(self, table: str, order: str = ""):
+        return self.store.query(
+            f"SELECT * FROM {table} WHERE mode = ? AND session_date = ? AND version = ? {order}",
             [self.meta.mode, self.meta.session_date, self.meta.version],
         )
-        return executions_from(rows)
 
     def _new_intents(self) -> list[TradeIntent]:
         seen = self.done | {w.intent.intent_id for w in self.working.values()} | {
@@ -354,7 +350,7 @@ class SessionTrader:
             pnl = -e.fees if held is None else round(round_trip_pnl(held.credit, price, e.qty) - e.fees, 2)
             self.held = None
         self.stats.realized_pnl += pnl
-        return Execution(**{**_fields(e), "pnl_contrib": round(pnl, 2)})
+        return replace(e, pnl_contrib=round(pnl, 2))
 
     def _event(self, intent: TradeIntent, position_id: str, order_id: str, status: OrderStatus,
                at: dt.datetime, price: float | None = None, qty: int = 0) -> Execution:
@@ -416,6 +412,3 @@ class SessionTrader:
         self._last_flush = time.monotonic()
         self._write({"option_quotes": quote_rows(quotes, WATCH, f"{self.settings.alphagen_data_provider}-live")})
 
-
-def _fields(e: Execution) -> dict:
-    return {name: getattr(e, name) for name in Execution.__dataclass_fields__}

@@ -176,8 +176,8 @@ class PaperExecution:
         return [self.order(i) for i, (_, _, _, entered) in self._orders.items() if entered >= since]
 
     def find_order(self, order: OrderRequest, since: dt.datetime) -> OrderUpdate | None:
-        found = self._orders.get(f"paper-{order.intent_id}")
-        return self.order(f"paper-{order.intent_id}") if found else None
+        order_id = f"paper-{order.intent_id}"
+        return self.order(order_id) if order_id in self._orders else None
 
     def _try_fill(self, order_id: str) -> None:
         request, fills, status, entered = self._orders[order_id]
