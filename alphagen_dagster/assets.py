@@ -153,7 +153,7 @@ def replay_tables(
             elapsed = time.perf_counter() - started
             summaries.append(
                 {"day": day, "bars": len(slices), "signals": len(run.signals),
-                 "round_trips": run.round_trips, "pnl": run.realized_pnl, "rows": sum(added.values())}
+                 "round_trips": run.round_trips, "pnl": run.realized_pnl, "rows": added}
             )
             context.log.info(
                 f"[{i}/{len(days)}] {day}: {len(slices)} bars, {run.round_trips} round trips, "
@@ -162,13 +162,14 @@ def replay_tables(
             if run.rejections:
                 context.log.warning(f"{day}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
         written = {day: Path(chart.result()) for day, chart in charts.items()}  # raises a render error
-    for n, summary in enumerate(summaries):
-        if (path := written.get(summary["day"])) is not None:  # the UI shows the last five
-            summary["chart"] = (str(path.resolve()), path.read_bytes() if n >= len(summaries) - 5 else b"")
+    for summary in summaries:
+        summary["chart"] = written.get(summary["day"])
 
     if not summaries:
         raise Failure(description="no day was replayed:\n" + "\n".join(failures or ["empty range"]))
-    yield from _results(version, summaries)
+    _add_day_metadata(context, summaries)
+    for spec in TABLE_SPECS:
+        yield MaterializeResult(asset_key=spec.key, metadata={"version": version})
     yield from check_results(runs, strategy.flatten_before_close)
     if failures:
         raise Failure(
@@ -184,26 +185,22 @@ def _runs_dbt(context: AssetExecutionContext) -> bool:
     return not selected or bool(selected & dbt_pnl_models.keys)
 
 
-def _results(version: str, summaries: list[dict[str, object]]):
-    table = "| day | bars | signals | round trips | P/L |\n|---|---:|---:|---:|---:|\n" + "".join(
-        f"| {s['day']} | {s['bars']} | {s['signals']} | {s['round_trips']} | ${s['pnl']:,.2f} |\n"
-        for s in summaries
-    )
-    charts = "".join(
-        f"\n**{s['day']}**\n\n![chart {s['day']}](data:image/png;base64,"
-        f"{base64.b64encode(s['chart'][1]).decode()})\n"
-        for s in summaries[-5:]
-        if "chart" in s
-    )
-    common = {"version": version, "days": len(summaries), "summary": MetadataValue.md(table)}
-    for spec in TABLE_SPECS:
-        meta = dict(common)
-        if spec.key == AssetKey("normalized_ticks"):
-            meta["chart"] = MetadataValue.md(charts or "charts disabled (FEATURE_ENABLE_CHART)")
-            meta["chart_files"] = MetadataValue.json(
-                [s["chart"][0] for s in summaries if "chart" in s]
-            )
-        if spec.key == AssetKey("executions"):
-            meta["realized_pnl"] = MetadataValue.float(round(sum(s["pnl"] for s in summaries), 2))
-        yield MaterializeResult(asset_key=spec.key, metadata=meta)
-
+def _add_day_metadata(context: AssetExecutionContext, summaries: list[dict[str, object]]) -> None:
+    """Each day's partition carries its own figures, and normalized_ticks its own chart. (A
+    range's MaterializeResult metadata would be copied into every day's event.)"""
+    for s in summaries:
+        day = str(s["day"])
+        for table, rows in s["rows"].items():
+            meta: dict[str, object] = {"rows": rows}
+            if table == "normalized_ticks":
+                meta["bars"] = s["bars"]
+                if (chart := s["chart"]) is not None:
+                    png = base64.b64encode(chart.read_bytes()).decode()
+                    meta["chart"] = MetadataValue.md(f"![chart {day}](data:image/png;base64,{png})")
+                    meta["chart_file"] = MetadataValue.path(str(chart.resolve()))
+            elif table == "signals":
+                meta["signals"] = s["signals"]
+            elif table == "executions":
+                meta["round_trips"] = s["round_trips"]
+                meta["realized_pnl"] = MetadataValue.float(s["pnl"])
+            context.add_asset_metadata(meta, asset_key=table, partition_key=day)

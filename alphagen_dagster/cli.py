@@ -7,8 +7,11 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import sqlite3
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -92,9 +95,16 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     log_dir.mkdir(exist_ok=True)
     log_file = log_dir / f"replay-{days[0]}-{days[-1]}.log"
     # dagster-dbt echoes every dbt event to stdout; keep those in a file, progress on stderr.
-    with DagsterInstance.get() as instance, open(log_file, "w") as out, contextlib.redirect_stdout(out):
+    run_id = str(uuid.uuid4())
+    with (
+        DagsterInstance.get() as instance,
+        _event_log_shards_held_open(instance, run_id),
+        open(log_file, "w") as out,
+        contextlib.redirect_stdout(out),
+    ):
         result = job.execute_in_process(
             instance=instance,
+            run_id=run_id,
             raise_on_error=False,
             tags={
                 "dagster/asset_partition_range_start": days[0].isoformat(),
@@ -112,6 +122,34 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
                 if error is not None:
                     click.echo(f"  {error.message.strip()}", err=True)
     return result.success
+
+
+@contextlib.contextmanager
+def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
+    """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
+
+    Dagster's SQLite event log opens and closes a connection per write (several per event). In
+    WAL mode, closing the last connection to a database checkpoints it and resets the WAL, so
+    every event paid for a checkpoint; with another connection open, a close is just a close
+    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages: nothing to do.
+    """
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqliteEventLogStorage):
+        yield
+        return
+    for shard in (storage.run_connection(run_id), storage.index_connection()):
+        with shard:  # creates the shard (in WAL mode) before it is held; one at a time: not reentrant
+            pass
+    held = [sqlite3.connect(storage.path_for_shard(shard)) for shard in (run_id, "index")]
+    try:
+        for con in held:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # joins the WAL
+        yield
+    finally:
+        for con in held:
+            con.close()
 
 
 @main.command()
@@ -154,6 +192,34 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
     lines.append(f"{'total':<20}{frame['trades'].sum():>7}{frame['wins'].sum():>6}{frame['losses'].sum():>7}"
                  f"{frame['fees'].sum():>12,.2f}{frame['realized_pnl'].sum():>16,.2f}")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
+    """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
+
+    Dagster's SQLite event log opens and closes a connection per write (several per event). In
+    WAL mode, closing the last connection to a database checkpoints it and resets the WAL, so
+    every event paid for a checkpoint; with another connection open, a close is just a close
+    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages: nothing to do.
+    """
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if not isinstance(storage, SqliteEventLogStorage):
+        yield
+        return
+    for shard in (storage.run_connection(run_id), storage.index_connection()):
+        with shard:  # creates the shard (in WAL mode) before it is held; one at a time: not reentrant
+            pass
+    held = [sqlite3.connect(storage.path_for_shard(shard)) for shard in (run_id, "index")]
+    try:
+        for con in held:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # joins the WAL
+        yield
+    finally:
+        for con in held:
+            con.close()
 
 
 @main.command()

@@ -43,10 +43,13 @@ _IN_PROCESS_FLAGS = ("--log-level", "none", "--log-level-file", "none", "--no-us
 
 
 def ensure_manifest() -> Path:
-    """`make setup` parses the project once; this covers a checkout where it did not run.
-    Nothing is parsed at import when the manifest exists (runs start in a fresh process)."""
+    """`make setup` parses the project once; this parses again when the manifest is missing or
+    older than a project file (an edited model or test), so the assets never lag the project.
+    Nothing is parsed at import otherwise (runs start in a fresh process)."""
     manifest = dbt_project.manifest_path
-    if not manifest.exists():
+    sources = [*DBT_PROJECT_DIR.glob("*.yml"),
+               *(p for folder in ("models", "macros", "tests") for p in (DBT_PROJECT_DIR / folder).rglob("*.*"))]
+    if not manifest.exists() or max(p.stat().st_mtime for p in sources) > manifest.stat().st_mtime:
         env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": os.environ.get("ALPHAGEN_DUCKDB_PATH", "/tmp/alphagen-parse.duckdb")}
         if not env["ALPHAGEN_DUCKDB_PATH"].startswith("/"):
             env["ALPHAGEN_DUCKDB_PATH"] = str(Path(env["ALPHAGEN_DUCKDB_PATH"]).resolve())

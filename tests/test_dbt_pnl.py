@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -414,6 +415,26 @@ def test_build_fails_on_execution_without_intent(tmp_path: Path):
     assert "relationships_stg_executions_intent_id" in run.output
     assert "ERROR=1" in run.output or "FAIL=1" in run.output, run.output
     assert project_files() == before
+
+
+def test_a_null_in_a_mart_fails_its_not_null_columns_test_naming_the_column(built, tmp_path: Path):
+    db_path = str(tmp_path / "nulls.duckdb")
+    shutil.copyfile(built[0], db_path)
+    con = duckdb.connect(db_path)
+    try:  # as if the mart's SQL had produced a null fee on one day
+        con.execute("CREATE OR REPLACE TABLE daily_pnl AS SELECT * REPLACE ("
+                    "CASE WHEN trade_date = DATE '2024-02-13' THEN NULL ELSE fees END AS fees) FROM daily_pnl")
+    finally:
+        con.close()
+    proc = subprocess.run(dbt_cmd(tmp_path, "test", "--select", "daily_pnl", "--store-failures",
+                                  "--target-path", str(tmp_path / "target")),
+                          env=dbt_env(db_path, tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    assert "FAIL 1 not_null_columns_daily_pnl" in proc.stdout, proc.stdout
+    [stored] = read(db_path, "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                    "'dbt_test__audit' AND table_name LIKE 'not_null_columns_daily_pnl%'")
+    failures = read(db_path, f"SELECT null_column, null_rows FROM dbt_test__audit.{stored['table_name']}")
+    assert failures == [{"null_column": "fees", "null_rows": 1}]
 
 
 def test_relative_database_path_is_refused(tmp_path: Path):
