@@ -95,11 +95,12 @@ class MinuteQuotes(Mapping[str, OptionQuote]):
     """One minute's option aggregates as quotes, built on first use: a day has tens of
     thousands of rows, and the engine reads one contract a minute and a chain per signal."""
 
-    __slots__ = ("_rows", "_cols", "_contracts", "_half_spread", "_built")
+    __slots__ = ("_start", "_rows", "_cols", "_contracts", "_half_spread", "_built")
 
-    def __init__(self, rows: dict[str, int], cols: dict[str, list], contracts: dict[str, OptionContract],
-                 half_spread: float) -> None:
-        self._rows, self._cols, self._contracts, self._half_spread = rows, cols, contracts, half_spread
+    def __init__(self, start: dt.datetime, rows: dict[str, int], cols: dict[str, list],
+                 contracts: dict[str, OptionContract], half_spread: float) -> None:
+        self._start, self._rows, self._cols = start, rows, cols
+        self._contracts, self._half_spread = contracts, half_spread
         self._built: dict[str, OptionQuote] = {}
 
     def __getitem__(self, symbol: str) -> OptionQuote:
@@ -108,7 +109,7 @@ class MinuteQuotes(Mapping[str, OptionQuote]):
             i, c, hs = self._rows[symbol], self._cols, self._half_spread
             close = c["close"][i]
             quote = self._built[symbol] = OptionQuote(
-                symbol=symbol, contract=self._contracts[symbol], start=c["est_timestamp"][i],
+                symbol=symbol, contract=self._contracts[symbol], start=self._start,
                 bid=max(round(close - hs, 4), 0.0), ask=round(close + hs, 4), last=close,
                 open=c["open"][i], high=c["high"][i], low=c["low"][i], volume=c["volume"][i],
                 half_spread=hs,
@@ -124,17 +125,24 @@ class MinuteQuotes(Mapping[str, OptionQuote]):
 
 def quotes_by_minute(options: pl.DataFrame, half_spread: float) -> dict[dt.datetime, MinuteQuotes]:
     """Option minute aggregates as quotes: bid/ask = close -/+ the half-spread."""
-    names = ("option_symbol", "underlying", "expiry", "right", "strike", "est_timestamp",
-             "open", "high", "low", "close", "volume")
-    cols = {n: options[n].to_list() for n in names}
+    cols = {n: options[n].to_list() for n in ("option_symbol", "open", "high", "low", "close", "volume")}
     contracts = {
         sym: OptionContract(und, exp, Right(right), strike)
-        for sym, und, exp, right, strike in options.select(names[:5]).unique("option_symbol").iter_rows()
+        for sym, und, exp, right, strike in options.select(
+            "option_symbol", "underlying", "expiry", "right", "strike").unique("option_symbol").iter_rows()
     }
-    rows_by_minute: dict[dt.datetime, dict[str, int]] = {}
-    for i, (sym, start) in enumerate(zip(cols["option_symbol"], cols["est_timestamp"])):
-        rows_by_minute.setdefault(start, {})[sym] = i
-    return {m: MinuteQuotes(rows, cols, contracts, half_spread) for m, rows in rows_by_minute.items()}
+    # Rows are grouped on the timestamps' integer form: converting every row's timestamp to a
+    # zone-aware datetime cost most of this function; only the day's minutes are converted.
+    stamps = options["est_timestamp"]
+    minutes = stamps.unique()
+    minute_of = dict(zip(minutes.to_physical().to_list(), minutes.to_list(), strict=True))
+    rows_by_minute: dict[int, dict[str, int]] = {}
+    for i, (sym, stamp) in enumerate(zip(cols["option_symbol"], stamps.to_physical().to_list(), strict=True)):
+        rows_by_minute.setdefault(stamp, {})[sym] = i
+    return {
+        minute_of[stamp]: MinuteQuotes(minute_of[stamp], rows, cols, contracts, half_spread)
+        for stamp, rows in rows_by_minute.items()
+    }
 
 
 def build_slices(equity: pl.DataFrame, options: pl.DataFrame, half_spread: float) -> list[MinuteSlice]:

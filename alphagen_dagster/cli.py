@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
+import multiprocessing.util
 import os
 import shutil
 import sqlite3
@@ -13,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -66,8 +69,20 @@ def sample(start: dt.date, end: dt.date, out: Path, seed: int, full_size: bool) 
 @click.option("--source", help="A folder in flat-file key layout, or 's3'. Default: settings.")
 def replay(start: dt.date, end: dt.date | None, source: str | None) -> None:
     """Replay trading days through the Dagster replay job (one run for the whole range)."""
-    ok = run_replay(start, end or start, source)
-    sys.exit(0 if ok else 1)
+    exit_without_teardown(0 if run_replay(start, end or start, source) else 1)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End the process without Python's interpreter teardown: with Dagster and dbt loaded it
+    spends about a second unloading thousands of modules. By now the Dagster instance, DuckDB
+    (dbt releases it after its build) and the log files are closed; only buffers remain."""
+    # multiprocessing's own exit hook (what atexit would run): it frees the chart pool's
+    # semaphores, which its resource tracker would otherwise report as leaked.
+    multiprocessing.util._exit_function()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
@@ -129,7 +144,7 @@ def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
     """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
 
     Dagster's SQLite event log opens and closes a connection per write (several per event). In
-    WAL mode, closing the last connection to a database checkpoints it and resets the WAL, so
+    WAL mode, closing the *last* connection to a database checkpoints it and resets the WAL, so
     every event paid for a checkpoint; with another connection open, a close is just a close
     (3x cheaper per write here, about 4 s of a 20-day replay). Other storages: nothing to do.
     """
@@ -192,34 +207,6 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
     lines.append(f"{'total':<20}{frame['trades'].sum():>7}{frame['wins'].sum():>6}{frame['losses'].sum():>7}"
                  f"{frame['fees'].sum():>12,.2f}{frame['realized_pnl'].sum():>16,.2f}")
     return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
-    """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
-
-    Dagster's SQLite event log opens and closes a connection per write (several per event). In
-    WAL mode, closing the last connection to a database checkpoints it and resets the WAL, so
-    every event paid for a checkpoint; with another connection open, a close is just a close
-    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages: nothing to do.
-    """
-    from dagster._core.storage.event_log import SqliteEventLogStorage
-
-    storage = instance.event_log_storage
-    if not isinstance(storage, SqliteEventLogStorage):
-        yield
-        return
-    for shard in (storage.run_connection(run_id), storage.index_connection()):
-        with shard:  # creates the shard (in WAL mode) before it is held; one at a time: not reentrant
-            pass
-    held = [sqlite3.connect(storage.path_for_shard(shard)) for shard in (run_id, "index")]
-    try:
-        for con in held:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # joins the WAL
-        yield
-    finally:
-        for con in held:
-            con.close()
 
 
 @main.command()
@@ -371,6 +358,7 @@ def demo(out: Path) -> None:
     click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
     click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/")
     click.echo("Dagster UI:  make ui  (then http://127.0.0.1:3000)")
+    exit_without_teardown(0)
 
 
 if __name__ == "__main__":

@@ -225,7 +225,12 @@ def _run_dbt(common: list[str], build: list[str], manifest: Any | None, out: "qu
             if not parsed.success:
                 raise parsed.exception or RuntimeError("dbt parse failed:\n" + "\n".join(errors))
             manifest = parsed.result
-        built = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(build)
+        try:
+            built = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(build)
+        finally:  # dbt-duckdb keeps the file open until process exit otherwise; others wait for it
+            from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+            DuckDBConnectionManager.close_all_connections()
         if built.exception is not None:
             raise built.exception
         if not built.success and not errors:

@@ -84,13 +84,15 @@ def cached_day_replay(folder: Path, cache: Path, day: dt.date, runs: int) -> tup
 
 
 def whole_process_replay(folder: Path, tmp: Path, cache: Path, start: dt.date, end: dt.date, runs: int) -> list[float]:
-    """Each run starts from an empty DuckDB file at the same path (as a user's would be), so
-    dbt's kept target and the flat-file cache count, as they do in use."""
+    """Each run starts from an empty DuckDB file at the same path, with the Dagster instance
+    (DAGSTER_HOME), dbt's kept target and the flat-file cache of the runs before it, as a
+    user's replays do (the warm-up run creates them)."""
     times = []
     db = tmp / "replay.duckdb"
     for i in range(runs):
-        db.unlink(missing_ok=True)
-        env = {**os.environ, "DAGSTER_HOME": str(tmp / f"home{i}"), "ALPHAGEN_DUCKDB_PATH": str(db),
+        for stale in tmp.glob("replay.duckdb*"):
+            stale.unlink()
+        env = {**os.environ, "DAGSTER_HOME": str(tmp / "dagster_home"), "ALPHAGEN_DUCKDB_PATH": str(db),
                "ALPHAGEN_CACHE_DIR": str(cache), "ALPHAGEN_CHART_DIR": str(tmp / f"charts{i}")}
         t = time.perf_counter()
         subprocess.run([str(BIN / "alphagen"), "replay", "--start", str(start), "--end", str(end), "--source", str(folder)],
