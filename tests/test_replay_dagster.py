@@ -3,6 +3,7 @@ real dbt and (for S3) moto's real S3 server on loopback."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -130,8 +131,17 @@ def test_early_close_day_trades_nothing_after_1255_and_ends_flat(replayed):
 
 
 def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
-    first, _, _, _, tmp = replayed
+    first, _, store, _, tmp = replayed
     assert sorted(p.name for p in (tmp / "charts").glob("*.png")) == ["2024-11-27.png", "2024-11-29.png"]
+    # each day's partition carries its own figures: its chart, its rows, its P/L
+    meta = {(e.asset_key.path[-1], e.partition): e.step_materialization_data.materialization.metadata
+            for e in first.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.partition}
+    for day in (NORMAL, EARLY):
+        png = base64.b64encode((tmp / "charts" / f"{day}.png").read_bytes()).decode()
+        assert png in meta[("normalized_ticks", str(day))]["chart"].value
+        assert meta[("option_quotes", str(day))]["rows"].value > 1000
+        execs = store.latest("executions", "replay", day)
+        assert meta[("executions", str(day))]["realized_pnl"].value == pytest.approx(execs["pnl_contrib"].sum(), abs=0.01)
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in first.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["flat_at_flatten_time"] and checks["every_execution_linked_to_an_intent"]
