@@ -12,7 +12,6 @@ from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetSpec,
     BackfillPolicy,
     Failure,
