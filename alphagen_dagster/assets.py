@@ -34,7 +34,8 @@ from alphagen_core.replay import (
 )
 from alphagen_core.store import RowMeta
 from alphagen_dagster.checks import CHECK_SPECS, check_results
-from alphagen_dagster.dbt import dbt_pnl_models, prepare_dbt
+from alphagen_dagster import dbt_process
+from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
 from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
 
@@ -101,8 +102,8 @@ def replay_tables(
     source = flatfiles.open(cfg)
     db = store.store()
     db.ensure_schema()
-    if _runs_dbt(context):
-        prepare_dbt(str(db.path), cfg.alphagen_cache_dir)  # dbt's import and parse, meanwhile
+    if _runs_dbt(context):  # dbt's import and parse, meanwhile, in a process of its own
+        dbt_process.start(str(db.path), cfg.alphagen_cache_dir)
     version = replay_version(context)
     days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
     summaries: list[dict[str, object]] = []

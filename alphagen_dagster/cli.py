@@ -101,6 +101,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     # on this machine's SQLite). The trade-off Dagster names: if the run fails, the UI marks
     # the run failed but not each of its days' partitions (tables and P/L are unaffected).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    _start_dbt_worker()  # dbt's import and parse run on the other core from now on
     from dagster import DagsterInstance
 
     from alphagen_dagster.definitions import defs
@@ -109,7 +110,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     log_dir = dagster_home() / "logs"
     log_dir.mkdir(exist_ok=True)
     log_file = log_dir / f"replay-{days[0]}-{days[-1]}.log"
-    # dagster-dbt echoes every dbt event to stdout; keep those in a file, progress on stderr.
+    # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.
     run_id = str(uuid.uuid4())
     with (
         DagsterInstance.get() as instance,
@@ -137,6 +138,14 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
                 if error is not None:
                     click.echo(f"  {error.message.strip()}", err=True)
     return result.success
+
+
+def _start_dbt_worker() -> None:
+    from alphagen_core.settings import load_settings
+    from alphagen_dagster import dbt_process
+
+    settings = load_settings()
+    dbt_process.start(str(Path(settings.alphagen_duckdb_path).resolve()), settings.alphagen_cache_dir)
 
 
 @contextlib.contextmanager

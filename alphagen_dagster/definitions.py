@@ -5,13 +5,13 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
+from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.resources import default_resources
 
 defs = Definitions(
     assets=[replay_tables, dbt_pnl_models],
     jobs=[replay_job],
-    resources={**default_resources(), "dbt": dbt_resource()},
+    resources=default_resources(),
     executor=in_process_executor,
 )

@@ -438,7 +438,7 @@ def test_a_null_in_a_mart_fails_its_not_null_columns_test_naming_the_column(buil
 
 
 def test_relative_database_path_is_refused(tmp_path: Path):
-    # dagster-dbt runs dbt from the project dir, where a relative path would silently create
+    # Dagster runs dbt from the project dir, where a relative path would silently create
     # a new, empty database; the profile refuses it before opening anything.
     before = project_files()
     proc = subprocess.run(

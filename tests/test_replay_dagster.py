@@ -17,7 +17,7 @@ from alphagen_core.calendar import NY
 from alphagen_core.sample import generate
 from alphagen_core.store import META_COLUMNS, TABLES, RowMeta, Store
 from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
+from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
 
@@ -44,7 +44,6 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
             "store": StoreResource(path=str(db)),
             "flatfiles": FlatFilesResource(source=source, cache_dir=str(cache)),
             "settings": SettingsResource(),
-            "dbt": dbt_resource(),
         },
     )
     return defs.resolve_job_def("replay").execute_in_process(
@@ -149,11 +148,28 @@ def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
     # dbt's tests arrive as Dagster asset checks, the cross-check of daily_pnl included
     assert checks["assert_daily_pnl_matches_executions"]
     assert all(checks.values()), [name for name, ok in checks.items() if not ok]
+    assert {c.name for c in dbt_pnl_models.check_keys} <= set(checks)
+    materialized = {e.asset_key for e in first.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert set(dbt_pnl_models.keys) <= materialized
 
 
-def test_dbt_runs_in_the_step_process_and_a_failing_dbt_test_fails_the_step_as_a_check(replayed, tmp_path):
-    """dbt runs in process (no dbt subprocess): its results are still dagster-dbt's events,
-    and a failing dbt test is a failed asset check and a failed step, named in the error."""
+def test_a_subset_of_the_dbt_models_builds_only_those_models_and_their_tests(replayed, tmp_path):
+    _, _, store, _, tmp = replayed
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(store.path, db)
+    result = run_replay(db, str(tmp / "unused"), tmp_path / "cache", NORMAL, NORMAL, selection=[AssetKey("daily_pnl")])
+    assert result.success
+    materialized = [e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+    assert materialized == [AssetKey("daily_pnl")]
+    checks = {e.asset_check_evaluation_data.asset_check_key for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks == {k for k in dbt_pnl_models.check_keys if k.asset_key == AssetKey("daily_pnl")}
+    assert len(checks) == 4
+
+
+def test_a_failing_dbt_test_is_a_failed_asset_check_and_fails_the_step(replayed, tmp_path):
+    """dbt's results arrive as Dagster events: a failing dbt test is a failed asset check and
+    a failed step, named in the error; the models downstream of it are not materialized."""
     _, _, store, _, tmp = replayed
     db = tmp_path / "orphan.duckdb"
     shutil.copyfile(store.path, db)
