@@ -303,7 +303,7 @@ def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, frame: pl.DataFrame
         pl.lit(value).alias(name) for name, value in meta.columns().items()
     ).unique(subset=list(spec.key), keep="first", maintain_order=True)
     keys = ", ".join(f'"{k}"' for k in spec.key)
-    con.register("_incoming", frame)
+    con.register("_incoming", frame.to_arrow())  # an Arrow table scans faster than a polars frame
     # No try/finally around the unregister: when the insert fails (a NOT NULL column left
     # empty, say) the transaction is aborted and unregistering would raise "Current
     # transaction is aborted", hiding the real error. The caller rolls back and closes the
