@@ -160,7 +160,8 @@ def _serve(target: str) -> int:
     if not built.success and not errors:
         errors.append("dbt build reported failure (see the dbt output above)")
     send(done=built.success and not errors, errors=errors)
-    return 0
+    out.flush()
+    os._exit(0)  # dbt is done and the file released; skip unloading dbt's modules (~0.5 s)
 
 
 if __name__ == "__main__":
