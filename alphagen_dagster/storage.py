@@ -1,0 +1,87 @@
+"""Dagster's SQLite event log, writing a batch of asset events in two transactions.
+
+A 20-day replay writes 160 partition materializations (one per asset and day). Dagster's SQLite
+event log commits each event on its own: once in the run's shard, once in the index shard, each
+commit opening and closing a connection. Dagster hands the per-partition materializations of one
+asset output to `store_event_batch` when DAGSTER_EVENT_BATCH_SIZE > 0, but its SQLite storage
+then stores them one by one; this one writes the batch with one transaction per shard.
+
+It reproduces what `SqliteEventLogStorage.store_event` does for an asset event, with these
+internals of the pinned dagster (1.13.27): `prepare_insert_event`, `run_connection`,
+`index_transaction`, `_store_asset_event_tags` and `_store_asset_event`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from dagster._core.errors import DagsterInvariantViolationError
+from dagster._core.events import ASSET_EVENTS
+from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.types import MayHaveInstanceWeakref
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlalchemy_compat import db_result
+
+# Dagster reads it at every event; one asset output's partitions (a replay's days) are one batch.
+EVENT_BATCH_SIZE = "1000"
+
+
+class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
+    """SqliteEventLogStorage whose `store_event_batch` writes the asset events of one run with one
+    run-shard and one index-shard transaction. Loading it turns Dagster's event batching on in
+    the process (unless DAGSTER_EVENT_BATCH_SIZE is set). A relative `base_dir` is relative to
+    the instance's directory (DAGSTER_HOME), known once the instance registers itself."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+        self._relative_dir = None if os.path.isabs(base_dir) else base_dir
+        if self._relative_dir is None:
+            super().__init__(base_dir, inst_data)
+        else:  # the minimum Dagster may touch before register_instance
+            self._inst_data, self._obs = inst_data, None
+            MayHaveInstanceWeakref.__init__(self)
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> BatchingSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    def register_instance(self, instance) -> None:
+        if self._relative_dir is not None:
+            base_dir, self._relative_dir = os.path.join(instance.root_directory, self._relative_dir), None
+            super().__init__(base_dir, self._inst_data)
+        super().register_instance(instance)
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if len({e.run_id for e in events}) != 1 or not all(
+            e.is_dagster_event and e.dagster_event_type in ASSET_EVENTS for e in events
+        ):  # e.g. a run's planned assets and checks, which come as one batch: Dagster's way
+            super().store_event_batch(events)  # one by one
+            return
+        self._store_asset_events(list(events))
+
+    def _store_asset_events(self, events: list[EventLogEntry]) -> None:
+        inserts = [self.prepare_insert_event(e) for e in events]
+        with self.run_connection(events[0].run_id) as conn:
+            for insert in inserts:
+                conn.execute(insert)
+        # Mirrored in the cross-run index, as store_event does. Should that fail, each event is
+        # mirrored on its own: raising would make Dagster store the whole batch again, event by
+        # event, and the run's shard would hold its rows twice.
+        try:
+            self._mirror_in_index(events, inserts)
+        except Exception:
+            for event, insert in zip(events, inserts):
+                self._mirror_in_index([event], [insert])
+
+    def _mirror_in_index(self, events: list[EventLogEntry], inserts: list) -> None:
+        with self.index_transaction() as conn:
+            event_ids = []
+            for insert in inserts:
+                with db_result(conn, insert) as result:
+                    event_ids.append(result.inserted_primary_key[0])
+            if None in event_ids:
+                raise DagsterInvariantViolationError("Cannot store asset event tags for null event id.")
+            self._store_asset_event_tags(conn, events, event_ids)
+            for event, event_id in zip(events, event_ids):
+                self._store_asset_event(conn, event, event_id)
