@@ -33,8 +33,8 @@ from alphagen_core.replay import (
     tables_for,
 )
 from alphagen_core.store import RowMeta
-from alphagen_dagster.checks import CHECK_SPECS, check_results
 from alphagen_dagster import dbt_process
+from alphagen_dagster.checks import CHECK_SPECS, check_results
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
 from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource

@@ -55,7 +55,7 @@ def ensure_manifest() -> Path:
     return MANIFEST
 
 
-class DbtProject:
+class DbtManifest:
     """What the assets need from the manifest: specs, and unique_id -> asset or check."""
 
     def __init__(self, manifest: Mapping[str, Any]) -> None:
@@ -130,15 +130,15 @@ def _model_key(node: Mapping[str, Any]) -> AssetKey:
     return AssetKey([schema, node["name"]] if schema else [node["name"]])
 
 
-project = DbtProject(json.loads(ensure_manifest().read_text()))
+manifest = DbtManifest(json.loads(ensure_manifest().read_text()))
 
 
 # Not partitioned: the marts are rebuilt whole from every version's latest rows (and hold
 # paper and live days too), so one materialization per build is what happens.
 @multi_asset(
     name="dbt_pnl_models",
-    specs=project.asset_specs(),
-    check_specs=project.check_specs(),
+    specs=manifest.asset_specs(),
+    check_specs=manifest.check_specs(),
     can_subset=True,
     pool="duckdb",
 )
@@ -146,14 +146,14 @@ def dbt_pnl_models(context: AssetExecutionContext, store: StoreResource, setting
     """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
     they are small, and a full build cannot drift from the tables)."""
     worker = dbt_process.take(str(store.store().path), settings.get().alphagen_cache_dir)
-    selection = project.selection(context)
+    selection = manifest.selection(context)
     context.log.info(f"dbt build {' '.join(selection)} (in a worker process; target {worker.target})")
     errors: list[str] = []
     for message in worker.build(selection):
         if "log" in message:
             print(message["log"])  # dbt's own output, as a `dbt build` in a terminal prints it
         elif "parsed" in message:
-            context.log.info(f"dbt parsed the project in {message['seconds']}s, before the step asked")
+            context.log.info(f"dbt's worker loaded dbt and parsed the project in {message['seconds']}s")
         elif "result" in message:
             yield from _dagster_events(context, message["result"])
         elif not message["done"]:
@@ -166,9 +166,9 @@ def dbt_pnl_models(context: AssetExecutionContext, store: StoreResource, setting
 def _dagster_events(context: AssetExecutionContext, result: Mapping[str, Any]) -> Iterator[Any]:
     uid, status = result["unique_id"], result["status"]
     metadata = {"dbt_unique_id": uid, "dbt_status": status, "execution_duration_s": result["seconds"]}
-    if uid in project.keys and status == "success":
-        yield MaterializeResult(asset_key=project.keys[uid], metadata=metadata)
-    elif (check := project.checks.get(uid)) is not None and check in context.selected_asset_check_keys:
+    if uid in manifest.keys and status == "success":
+        yield MaterializeResult(asset_key=manifest.keys[uid], metadata=metadata)
+    elif (check := manifest.checks.get(uid)) is not None and check in context.selected_asset_check_keys:
         yield AssetCheckResult(
             asset_key=check.asset_key,
             check_name=check.name,
