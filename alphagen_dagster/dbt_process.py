@@ -160,8 +160,10 @@ def _serve(target: str) -> int:
     if not built.success and not errors:
         errors.append("dbt build reported failure (see the dbt output above)")
     send(done=built.success and not errors, errors=errors)
-    out.flush()
-    os._exit(0)  # dbt is done and the file released; skip unloading dbt's modules (~0.5 s)
+    out.close()
+    from alphagen_dagster.cli import exit_without_teardown
+
+    exit_without_teardown(0)  # dbt is done and the file released; unloading dbt takes ~0.5 s
 
 
 if __name__ == "__main__":
