@@ -75,15 +75,14 @@ class DbtManifest:
         dagster-dbt reads it)."""
         if test.get("attached_node"):
             return test["attached_node"]
-        ref = test["config"].get("meta", {}).get("dagster", {}).get("ref", {}).get("name")
+        ref = _dagster_meta(test).get("ref", {}).get("name")
         return next((uid for uid, n in self.models.items() if n["name"] == ref), None)
 
     def _dep_key(self, uid: str) -> AssetKey:
         if uid in self.keys:
             return self.keys[uid]
         source = self.sources[uid]
-        configured = source["config"].get("meta", {}).get("dagster", {}).get("asset_key")
-        return AssetKey(configured or [source["source_name"], source["name"]])
+        return AssetKey(_dagster_meta(source).get("asset_key") or [source["source_name"], source["name"]])
 
     def asset_specs(self) -> list[AssetSpec]:
         return [
@@ -91,7 +90,7 @@ class DbtManifest:
                 self.keys[uid],
                 deps=[self._dep_key(dep) for dep in n["depends_on"]["nodes"]],
                 description=n.get("description") or None,
-                group_name=n["config"].get("meta", {}).get("dagster", {}).get("group"),
+                group_name=_dagster_meta(n).get("group"),
                 kinds={"dbt", "duckdb"},
                 skippable=True,  # `dbt build` skips the models downstream of a failure
                 metadata={
@@ -121,9 +120,14 @@ class DbtManifest:
         return ["--select", *fqns, "--indirect-selection", "empty"]
 
 
+def _dagster_meta(node: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A node's `meta.dagster` settings (asset_key, group, ref), as dagster-dbt reads them."""
+    return node["config"].get("meta", {}).get("dagster", {})
+
+
 def _model_key(node: Mapping[str, Any]) -> AssetKey:
     """dagster-dbt's default key: [configured schema, name], or [name]."""
-    configured = node["config"].get("meta", {}).get("dagster", {}).get("asset_key")
+    configured = _dagster_meta(node).get("asset_key")
     if configured:
         return AssetKey(configured)
     schema = node["config"].get("schema")
