@@ -91,16 +91,19 @@ class DbtProcess:
 _waiting: dict[tuple[str, Path], DbtProcess] = {}
 
 
+def _key(db_path: str, cache_dir: Path | str) -> tuple[str, Path]:
+    return db_path, target_dir(cache_dir, db_path)
+
+
 def start(db_path: str, cache_dir: Path | str) -> None:
     """Start a worker for this DuckDB file now, for a later `take` (idempotent)."""
-    key = (db_path, target_dir(cache_dir, db_path))
-    if key not in _waiting:
-        _waiting[key] = DbtProcess(db_path, cache_dir)
+    if _key(db_path, cache_dir) not in _waiting:
+        _waiting[_key(db_path, cache_dir)] = DbtProcess(db_path, cache_dir)
 
 
 def take(db_path: str, cache_dir: Path | str) -> DbtProcess:
     """The worker `start` began for this file, or a new one."""
-    return _waiting.pop((db_path, target_dir(cache_dir, db_path)), None) or DbtProcess(db_path, cache_dir)
+    return _waiting.pop(_key(db_path, cache_dir), None) or DbtProcess(db_path, cache_dir)
 
 
 @atexit.register
