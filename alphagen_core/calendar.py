@@ -78,11 +78,23 @@ def is_trading_day(d: dt.date) -> bool:
     return d.weekday() < _SATURDAY and _holiday_name(d) is None
 
 
+# Early closes the date rule below gets wrong (NYSE history, 1999 on): before 2013, when
+# July 4 was a Thursday the early close was Friday July 5, not Wednesday July 3 (2002); and
+# December 26 2003, the Friday after Christmas, closed at 13:00.
+_EARLY_CLOSE_ADHOC = frozenset({dt.date(2003, 12, 26)})
+_JULY_5_EARLY_CLOSE_UNTIL = 2013
+
+
 def _is_early_close(d: dt.date) -> bool:
     """NYSE closes at 13:00 on July 3, the day after Thanksgiving and December 24, each only
     when that day is itself a trading day. When July 4 or December 25 falls on a weekend the
     observed holiday can land on July 3 / December 24 (closed all day), and the day before an
-    observed holiday is then a full session: the rule follows the calendar date only."""
+    observed holiday is then a full session: the rule follows the calendar date only.
+    Before 2013 a Thursday July 4 moved the early close to Friday July 5 (see above)."""
+    if d in _EARLY_CLOSE_ADHOC:
+        return True
+    if d.month == 7 and d.year < _JULY_5_EARLY_CLOSE_UNTIL and dt.date(d.year, 7, 4).weekday() == 3:
+        return d.day == 5  # July 4 a Thursday: Friday July 5 closed early, Wednesday July 3 did not
     if (d.month, d.day) in ((7, 3), (12, 24)):
         return True
     # Thanksgiving is the fourth Thursday of November, so the day after is the Friday

@@ -285,6 +285,8 @@ class Engine:
             return self._record(out, signal_id, signal_type, None, price, vwap, ma9, note, now, drop, acted)
 
         assert chosen is not None
+        if chosen.contract.expiry != self.session_date:  # SPEC §1: the nearest later expiry, recorded
+            rationale = f"{rationale}; no 0DTE listed: nearest expiry {chosen.contract.expiry.isoformat()}"
         self.cooldown_until = now + self.cfg.cooldown
         self._record(out, signal_id, signal_type, chosen.symbol, price, vwap, ma9, rationale, now, None)
         stop, target = brackets(self.cfg.risk, chosen.bid)

@@ -57,7 +57,7 @@ class SessionRun:
 
     @property
     def realized_pnl(self) -> float:
-        return round(sum(e.pnl_contrib for e in self.executions), 2)
+        return round(sum((e.pnl_contrib for e in self.executions), 0.0), 2)
 
     @property
     def round_trips(self) -> int:

@@ -14,13 +14,19 @@ What is in a day:
   (close-close+4h) bars with gaps. QQQ follows a minute path of alternating trending and
   mean-reverting stretches (short swings in the first 45 minutes) so that MA9 and the session
   VWAP cross several times a day, early sessions included, with a U-shaped volume profile.
-- options: the QQQ 0DTE chain (expiry = session date), $1 strikes centred on the open and
-  covering the day's range (>= 15 each side of the open), calls and puts, a bar every regular
-  minute; the QQQ chain of the next trading day's expiry (with bars until close + 15 min, as
-  QQQ options trade until 16:15), a sparse QQQM chain (a ticker that shares the "O:QQQ"
-  prefix), and SPY and IWM 0DTE chains. Prices are Black-Scholes (r = 0, trading-time years
-  of 390 * 252 minutes, a skewed volatility smile) of the underlying's own minute bars, so an
-  option's o/h/l/c follow the underlying's o/h/l/c; minimum price 0.01, rounded to cents.
+- options: the QQQ chain of the nearest listed expiry on or after the session date (0DTE
+  from 2022-11-14, when QQQ has an expiry every trading day; before that the next Mon/Wed/Fri
+  or Friday expiry, see `qqq_expiries`), $1 strikes centred on the open and covering the
+  day's range (>= 15 each side of the open), calls and puts, a bar every regular minute; the
+  QQQ chain of the next listed expiry after it (with bars until close + 15 min, as QQQ
+  options trade until 16:15, and so does the first chain when it does not expire today), a
+  sparse QQQM chain (a ticker that shares the "O:QQQ" prefix), and SPY and IWM 0DTE chains.
+  Prices are Black-Scholes (r = 0, trading-time years of 390 * 252 minutes, a skewed
+  volatility smile; time left = minutes to today's close + trading minutes from today's close
+  to the expiry's close) of the underlying's own minute bars, so an option's o/h/l/c follow
+  the underlying's o/h/l/c; minimum price 0.01, rounded to cents.
+- QQQ's price level is the sample's 2024-like ~$462 from 2022-11-14 on; earlier sessions
+  use a rough per-year level (`_QQQ_LEVEL_BY_YEAR`), so old chains' strikes surround QQQ.
 - ``full_size=True`` pads the options file to at least 2,000,000 rows with the chains of
   other underlyings (AAPL, AMD, AMZN, ..., SPXW, TSLA, ...), as the real file covers them all.
 
@@ -44,7 +50,7 @@ import polars as pl
 
 from alphagen_core.adapters.polygon.flatfiles import COLUMNS as HEADER
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.calendar import NY, Session, next_trading_day, session, sessions
+from alphagen_core.calendar import NY, Session, is_trading_day, previous_trading_day, session, sessions
 
 FULL_SIZE_OPTION_ROWS = 2_000_000
 GZIP_LEVEL = 4  # measured: 2.5x faster than level 6 for a 6 % larger file
@@ -59,6 +65,48 @@ _YEAR_MINUTES = 390.0 * 252.0  # trading-time year
 def option_ticker(root: str, expiry: dt.date, right: str, strike: float) -> str:
     """Polygon's option ticker, e.g. ``O:QQQ240212C00430000``."""
     return f"O:{root}{expiry:%y%m%d}{right}{round(strike * 1000):08d}"
+
+
+# ---- QQQ's listed expiries (an approximation, used for sample data only) ------------------
+
+QQQ_DAILY_EXPIRIES_FROM = dt.date(2022, 11, 14)  # Tuesday and Thursday expiries added: daily
+QQQ_MON_WED_EXPIRIES_FROM = dt.date(2018, 1, 1)  # approximate start of Monday/Wednesday expiries
+
+
+def qqq_expiry_weekdays(nominal: dt.date) -> tuple[int, ...]:
+    """The weekdays (Monday = 0) on which a QQQ expiry is listed in the week of `nominal`:
+    every weekday from 2022-11-14, Monday/Wednesday/Friday from 2018 (approximate), Fridays
+    only (weeklies and monthlies) before that."""
+    if nominal >= QQQ_DAILY_EXPIRIES_FROM:
+        return (0, 1, 2, 3, 4)
+    if nominal >= QQQ_MON_WED_EXPIRIES_FROM:
+        return (0, 2, 4)
+    return (4,)
+
+
+def qqq_expiries(d: dt.date, count: int = 2) -> list[dt.date]:
+    """The first `count` QQQ expiries on or after `d`, ascending. An expiry whose listed day
+    is an NYSE holiday moves to the previous trading day (e.g. Good Friday -> Thursday).
+    An approximation of the historical listing schedule, for sample data."""
+    found: list[dt.date] = []
+    nominal = d
+    while len(found) < count:
+        if nominal.weekday() in qqq_expiry_weekdays(nominal):
+            expiry = nominal if is_trading_day(nominal) else previous_trading_day(nominal)
+            if expiry >= d and expiry not in found:
+                found.append(expiry)
+        nominal += dt.timedelta(days=1)
+    return found
+
+
+def nearest_qqq_expiry(d: dt.date) -> dt.date:
+    """The nearest QQQ expiry on or after `d`: `d` itself from 2022-11-14 (0DTE)."""
+    return qqq_expiries(d, 1)[0]
+
+
+def _minutes_to_expiry_close(d: dt.date, expiry: dt.date) -> float:
+    """Trading minutes from `d`'s close to `expiry`'s close (0 when it expires on `d`)."""
+    return float(sum(s.minutes for s in sessions(d + dt.timedelta(days=1), expiry)))
 
 
 # ---- deterministic randomness -----------------------------------------------------------
@@ -118,11 +166,12 @@ def _grid(s: Session) -> _Grid:
     return _Grid(s, int(pre_start.timestamp()) * 1_000_000_000, n_pre, s.minutes, _POST_MINUTES)
 
 
-def _regular_closes(rng: np.random.Generator, n: int, open_px: float) -> np.ndarray:
+def _regular_closes(rng: np.random.Generator, n: int, open_px: float, walls: tuple[float, float]) -> np.ndarray:
     """Regular-session closes: swings around the open for the first ~45 minutes (so that
     MA9 and VWAP cross early), then alternating trending and mean-reverting stretches, and a
-    few sharp news-like moves."""
+    few sharp news-like moves. Outside `walls` (low, high) the price is pulled back."""
     scale = open_px / 450.0
+    wall_lo, wall_hi = walls
     drift = np.zeros(n)
     kappa = np.zeros(n)
     target = np.full(n, np.nan)  # a level to revert to; NaN: the stretch's starting level
@@ -167,7 +216,7 @@ def _regular_closes(rng: np.random.Generator, n: int, open_px: float) -> np.ndar
             anchor = p
         level = anchor if np.isnan(target[i]) else target[i]
         pull = kappa[i] * (level - p)
-        soft_wall = -0.02 * (p - 515.0) if p > 515.0 else (-0.02 * (p - 405.0) if p < 405.0 else 0.0)
+        soft_wall = -0.02 * (p - wall_hi) if p > wall_hi else (-0.02 * (p - wall_lo) if p < wall_lo else 0.0)
         p = p + drift[i] + pull + soft_wall + eps[i]
         closes[i] = p
     return closes
@@ -190,11 +239,27 @@ def _bars_from_closes(rng: np.random.Generator, first_open: float, closes: np.nd
     return _Bars(o, h, lo, c)
 
 
+# Rough yearly QQQ price levels for sessions before 2022-11-14 (later sessions keep the
+# sample's own level, so that their files never change); earlier years use the first entry.
+_QQQ_LEVEL_BY_YEAR = {
+    2010: 48.0, 2011: 55.0, 2012: 64.0, 2013: 75.0, 2014: 94.0, 2015: 106.0, 2016: 108.0,
+    2017: 139.0, 2018: 167.0, 2019: 186.0, 2020: 246.0, 2021: 343.0, 2022: 315.0,
+}
+
+
+def _qqq_centre(d: dt.date) -> float:
+    if d >= QQQ_DAILY_EXPIRIES_FROM:
+        return 462.0
+    return _QQQ_LEVEL_BY_YEAR[min(max(d.year, min(_QQQ_LEVEL_BY_YEAR)), max(_QQQ_LEVEL_BY_YEAR))]
+
+
 def _qqq_bars(seed: int, g: _Grid) -> tuple[_Bars, np.ndarray]:
     """QQQ over the whole grid, and its regular-session volume profile (U-shaped)."""
     rng = _rng(seed, g.session.date, "qqq")
-    open_px = round(_level(seed, g.session.date, 462.0, 0.085, 0), 2)
-    reg = _regular_closes(rng, g.n_reg, open_px)
+    centre = _qqq_centre(g.session.date)
+    open_px = round(_level(seed, g.session.date, centre, 0.085, 0), 2)
+    walls = (405.0 * centre / 462.0, 515.0 * centre / 462.0)  # (405, 515) at the 462 level
+    reg = _regular_closes(rng, g.n_reg, open_px, walls)
     gap = rng.normal(0.0, 0.25)
     pre = open_px + gap + _walk(rng, g.n_pre, 0.035)
     pre = pre - pre[-1] + open_px + gap  # the pre-market ends near the open
@@ -439,14 +504,13 @@ def _sigma0(rng: np.random.Generator, base: float) -> float:
 def _options_frame(seed: int, g: _Grid, stocks: dict[str, _Bars], profile: np.ndarray) -> pl.DataFrame:
     d = g.session.date
     rng = _rng(seed, d, "options")
-    nxt = next_trading_day(d)
-    nxt_extra = float(session(nxt).minutes)
+    first, second = qqq_expiries(d, 2)  # from 2022-11-14: today (0DTE) and the next trading day
     friday = d + dt.timedelta(days=(4 - d.weekday()) % 7 or 7)
     c = _Contracts.empty()
     qqq = stocks["QQQ"]
     q_sigma = _sigma0(rng, 0.20)
-    c.add_chain("QQQ", "QQQ", d, _strike_range(qqq, g, 1.0, 15, 10), extra_minutes=0.0, sigma0=q_sigma, presence=1.0, vol_scale=1.0)
-    c.add_chain("QQQ", "QQQ", nxt, _strike_range(qqq, g, 1.0, 15, 0), extra_minutes=nxt_extra, sigma0=q_sigma * 0.95, presence=1.0, vol_scale=0.3)
+    c.add_chain("QQQ", "QQQ", first, _strike_range(qqq, g, 1.0, 15, 10), extra_minutes=_minutes_to_expiry_close(d, first), sigma0=q_sigma, presence=1.0, vol_scale=1.0)
+    c.add_chain("QQQ", "QQQ", second, _strike_range(qqq, g, 1.0, 15, 0), extra_minutes=_minutes_to_expiry_close(d, second), sigma0=q_sigma * 0.95, presence=1.0, vol_scale=0.3)
     qqqm_strikes = _strike_range(stocks["QQQM"], g, 1.0, 5, 0)
     c.add_chain("QQQM", "QQQM", friday, qqqm_strikes, extra_minutes=390.0 * max(np.busday_count(d, friday), 1), sigma0=q_sigma, presence=0.15, vol_scale=0.05)
     spy_strikes = _strike_range(stocks["SPY"], g, 1.0, 12, 0)

@@ -6,6 +6,7 @@ style. `.env.example` lists every variable with its default.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import StrEnum
 from functools import lru_cache
@@ -79,6 +80,10 @@ class Settings(BaseSettings):
     alphagen_mode: Mode = Mode.REPLAY
     alphagen_duckdb_path: Path = Path("data/alphagen.duckdb")
     alphagen_flatfiles_source: str = "data/flatfiles"  # a local folder in S3 key layout, or "s3"
+    # The first session the flat files cover: replay partitions start here. Polygon's options
+    # minute aggregates begin in 2014 (its stocks earlier), so the default admits every day of
+    # both; a later date only shortens the partition list in the UI.
+    alphagen_flatfiles_first_day: dt.date = dt.date(2014, 1, 2)
     alphagen_cache_dir: Path = Path("data/cache")
     alphagen_chart_dir: Path = Path("data/charts")
     alphagen_data_provider: Literal["polygon", "schwab"] = "polygon"

@@ -14,10 +14,11 @@ Rules this module enforces:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import random
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -199,6 +200,17 @@ class StoreLockedError(RuntimeError):
     pass
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a full disk (DuckDB reports it
+    as an IOException whose text carries the OS message, not as an OSError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) == errno.ENOSPC or "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _is_lock_error(exc: duckdb.Error) -> bool:
     text = str(exc)
     return "lock" in text.lower() and ("Could not set lock" in text or "Conflicting lock" in text)
@@ -267,7 +279,10 @@ class Store:
                 added = {t: _insert_new(con, TABLES[t], f, meta) for t, f in frames.items()}
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # After a failed COMMIT (a full disk) DuckDB has already ended the transaction:
+                # ROLLBACK then fails with "no transaction is active" and would hide the cause.
+                with suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
                 raise
         return added
 

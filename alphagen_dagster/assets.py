@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import multiprocessing
 import time
+import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -32,10 +33,10 @@ from alphagen_core.replay import (
     run_session,
     tables_for,
 )
-from alphagen_core.store import RowMeta
-from alphagen_dagster import dbt_process
+from alphagen_core.store import RowMeta, is_disk_full
+from alphagen_dagster import dbt_process, stop
 from alphagen_dagster.checks import CHECK_SPECS, check_results
-from alphagen_dagster.dbt import dbt_pnl_models
+from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
 from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
 
@@ -96,33 +97,34 @@ def replay_tables(
     settings: SettingsResource,
 ):
     """Replay each trading day of the partition range from Polygon flat files through the
-    engine and append all eight tables under a new version, one transaction per day."""
+    engine and append all eight tables under a new version, one transaction per day.
+
+    A day that cannot be replayed (a missing or corrupt file, data the engine refuses) fails
+    alone: it writes nothing, its partition's metadata says why, and the other days go on.
+    The run still fails in the end (the dbt step raises once the marts are built, so they
+    match the days that landed); a full disk stops the range at once."""
     cfg = settings.get()
     strategy = StrategyConfig.from_settings(cfg)
     source = flatfiles.open(cfg)
     db = store.store()
-    db.ensure_schema()
-    if _runs_dbt(context):  # dbt's import and parse, meanwhile, in a process of its own
+    runs_dbt = _runs_dbt(context)
+    if runs_dbt:  # dbt's import and parse, meanwhile, in a process of its own
         dbt_process.start(str(db.path), cfg.alphagen_cache_dir)
     version = replay_version(context)
     days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
+    progress = _Progress(context, len(days))
     summaries: list[dict[str, object]] = []
-    failures: list[str] = []
+    failures: dict[dt.date, str] = {}
     runs: dict[dt.date, SessionRun] = {}
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
-        # Held open for the whole range: each day still commits its own transaction (a day is
-        # all or nothing), but the file is opened, and its WAL checkpointed, once per run
-        # instead of once per day (halves the write time). The step holds the "duckdb" pool.
-        stack.enter_context(db.connect())
-        # Charts are rendered in a worker process, beside the replay, not in its path (about
-        # 0.25 s a day of matplotlib). Spawned, not forked: this process runs Dagster's threads.
-        renderer = (
-            stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
-            if cfg.feature_enable_chart and days else None
-        )
-        for i, day in enumerate(days, start=1):
-            started = time.perf_counter()
+        stack.enter_context(stop.watched())
+        renderer = None
+        for day in days:
+            if (reason := stop.requested()) is not None:
+                failures.update(dict.fromkeys(days[len(summaries) + len(failures):], f"not replayed: {reason}"))
+                context.log.warning(f"stopping: {reason}; {len(summaries)} of {len(days)} days replayed")
+                break
             sess = session(day)
             try:
                 data = load_day(
@@ -133,49 +135,119 @@ def replay_tables(
                     cache_dir=Path(flatfiles.cache_dir),
                 )
             except FlatFileError as exc:
-                context.log.error(f"[{i}/{len(days)}] {day}: {exc}; nothing written for this day")
-                failures.append(f"{day}: {exc}")
+                failures[day] = str(exc)
+                progress.failed(day, str(exc))
                 continue
-            slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
-            run = run_session(sess, slices, strategy)
-            src = f"flatfiles:{source.name}"
-            batches = tables_for(
-                run,
-                equity_bar_rows(data.equity, src),
-                option_quote_rows(data.options, cfg.paper_half_spread, src),
-            )
-            meta = RowMeta("replay", day, version, context.run.run_id)
-            added = db.write(batches, meta)
+            except OSError as exc:
+                _raise_if_disk_full(exc, day, flatfiles.cache_dir)
+                failures[day] = f"{type(exc).__name__}: {exc}"
+                progress.failed(day, failures[day])
+                continue
+            if renderer is None:
+                # The DuckDB file is created (and held open) only once a day has data to
+                # write: a range that replays nothing leaves nothing behind. Held for the
+                # whole range, each day still commits its own transaction (a day is all or
+                # nothing), but the file is opened and its WAL checkpointed once per run.
+                stack.enter_context(db.connect())
+                # Charts are rendered in a worker process, beside the replay (about 0.1 s a
+                # day of matplotlib). Spawned, not forked: this process runs Dagster's threads.
+                renderer = (
+                    stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+                    if cfg.feature_enable_chart else False
+                )
+            try:
+                slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
+                run = run_session(sess, slices, strategy)
+                src = f"flatfiles:{source.name}"
+                batches = tables_for(
+                    run,
+                    equity_bar_rows(data.equity, src),
+                    option_quote_rows(data.options, cfg.paper_half_spread, src),
+                )
+                added = db.write(batches, RowMeta("replay", day, version, context.run.run_id))
+            except Exception as exc:  # one day's bad data must not take the range down
+                _raise_if_disk_full(exc, day, db.path)
+                context.log.debug(f"{day}: {traceback.format_exc()}")
+                failures[day] = f"{type(exc).__name__}: {exc}"
+                progress.failed(day, failures[day])
+                continue
             runs[day] = run
-            if renderer is not None:
+            if renderer:
                 path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
                 charts[day] = renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
-            elapsed = time.perf_counter() - started
+            dropped = {k: v for k, v in data.rejected.items() if v}
             summaries.append(
-                {"day": day, "bars": len(slices), "signals": len(run.signals),
-                 "round_trips": run.round_trips, "pnl": run.realized_pnl, "rows": added}
+                {"day": day, "bars": len(slices), "signals": len(run.signals), "round_trips": run.round_trips,
+                 "pnl": run.realized_pnl, "rows": added, "dropped": dropped, "expiry": data.expiry}
             )
-            context.log.info(
-                f"[{i}/{len(days)}] {day}: {len(slices)} bars, {run.round_trips} round trips, "
-                f"P/L ${run.realized_pnl:,.2f}, {sum(added.values())} rows in {elapsed:.2f}s"
-            )
-            if run.rejections:
-                context.log.warning(f"{day}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
+            progress.replayed(day, len(slices), run, sum(added.values()), dropped, data)
         written = {day: Path(chart.result()) for day, chart in charts.items()}  # raises a render error
     for summary in summaries:
         summary["chart"] = written.get(summary["day"])
 
     if not summaries:
-        raise Failure(description="no day was replayed:\n" + "\n".join(failures or ["empty range"]))
-    _add_day_metadata(context, summaries)
-    for spec in TABLE_SPECS:
-        yield MaterializeResult(asset_key=spec.key, metadata={"version": version})
-    yield from check_results(runs, strategy.flatten_before_close)
+        raise Failure(description=_failure_list("no day was replayed", failures) if failures else "empty range")
+    _add_day_metadata(context, summaries, failures)
     if failures:
-        raise Failure(
-            description="some days failed and wrote nothing:\n" + "\n".join(failures),
-            metadata={"failed_days": len(failures), "replayed_days": len(summaries)},
+        context.instance.add_run_tags(context.run.run_id, {FAILED_DAYS_TAG: str(len(failures))})
+    for spec in TABLE_SPECS:
+        yield MaterializeResult(
+            asset_key=spec.key,
+            metadata={"version": version, "replayed_days": len(summaries), "failed_days": len(failures)},
         )
+    yield from check_results(runs, strategy.flatten_before_close)
+    if failures and not runs_dbt:  # else the dbt step fails the run once the marts are built
+        raise Failure(description=_failure_list(f"{len(failures)} of {len(days)} days failed", failures))
+
+
+def _failure_list(headline: str, failures: dict[dt.date, str]) -> str:
+    return headline + ":\n" + "\n".join(f"{day}: {why}" for day, why in failures.items())
+
+
+def _raise_if_disk_full(exc: BaseException, day: dt.date, where: object) -> None:
+    if is_disk_full(exc):
+        raise Failure(
+            description=f"disk full (No space left on device) at {where} while replaying {day}: "
+            "nothing of that day was written; free space and replay again"
+        ) from None
+
+
+class _Progress:
+    """One line per day: its figures, the rows it dropped, and the time left for the range."""
+
+    def __init__(self, context: AssetExecutionContext, total: int) -> None:
+        self.context, self.total, self.done = context, total, 0
+        self.started = time.perf_counter()
+        self.last = self.started
+
+    def _prefix(self, day: dt.date) -> str:
+        self.done += 1
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        left = (now - self.started) / self.done * (self.total - self.done)
+        return f"[{self.done}/{self.total}] {day} ({seconds:.2f}s, ~{_duration(left)} left)"
+
+    def replayed(self, day: dt.date, bars: int, run: SessionRun, rows: int, dropped: dict[str, int], data) -> None:
+        notes = []
+        if not data.expiry_is_same_day:
+            notes.append(f"no 0DTE listed: expiry {data.expiry}")
+        # Pre- and post-market bars are expected in the files; anything else dropped is news.
+        if bad := {k: v for k, v in dropped.items() if not k.endswith("out_of_session")}:
+            notes.append("dropped " + ", ".join(f"{v} {k}" for k, v in bad.items()))
+        self.context.log.info(
+            f"{self._prefix(day)}: {bars} bars, {run.round_trips} round trips, "
+            f"P/L ${run.realized_pnl:,.2f}, {rows} rows" + "".join(f"; {n}" for n in notes)
+        )
+        if run.rejections:
+            self.context.log.warning(f"{day}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
+
+    def failed(self, day: dt.date, why: str) -> None:
+        self.context.log.error(f"{self._prefix(day)}: FAILED, nothing written: {why}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _runs_dbt(context: AssetExecutionContext) -> bool:
@@ -185,15 +257,20 @@ def _runs_dbt(context: AssetExecutionContext) -> bool:
     return not selected or bool(selected & dbt_pnl_models.keys)
 
 
-def _add_day_metadata(context: AssetExecutionContext, summaries: list[dict[str, object]]) -> None:
-    """Each day's partition carries its own figures, and normalized_ticks its own chart. (A
-    range's MaterializeResult metadata would be copied into every day's event.)"""
+def _add_day_metadata(
+    context: AssetExecutionContext, summaries: list[dict[str, object]], failures: dict[dt.date, str]
+) -> None:
+    """Each day's partition carries its own figures, and normalized_ticks its own chart (a
+    range's MaterializeResult metadata would be copied into every day's event). A failed day's
+    partition says why it failed and that its previous version, if any, still stands."""
     for s in summaries:
         day = str(s["day"])
         for table, rows in s["rows"].items():
             meta: dict[str, object] = {"rows": rows}
             if table == "normalized_ticks":
                 meta["bars"] = s["bars"]
+                meta["option_expiry"] = MetadataValue.text(str(s["expiry"]))
+                meta["dropped_rows"] = MetadataValue.json(s["dropped"])
                 if (chart := s["chart"]) is not None:
                     png = base64.b64encode(chart.read_bytes()).decode()
                     meta["chart"] = MetadataValue.md(f"![chart {day}](data:image/png;base64,{png})")
@@ -202,5 +279,10 @@ def _add_day_metadata(context: AssetExecutionContext, summaries: list[dict[str, 
                 meta["signals"] = s["signals"]
             elif table == "executions":
                 meta["round_trips"] = s["round_trips"]
-                meta["realized_pnl"] = MetadataValue.float(s["pnl"])
+                meta["realized_pnl"] = MetadataValue.float(float(s["pnl"]))
             context.add_asset_metadata(meta, asset_key=table, partition_key=day)
+    for day, why in failures.items():
+        for spec in TABLE_SPECS:
+            context.add_asset_metadata(
+                {"replay_failed": MetadataValue.text(why), "rows": 0}, asset_key=spec.key, partition_key=str(day)
+            )

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import multiprocessing.util
 import os
-import shutil
+import signal
 import sqlite3
 import sys
 import time
@@ -32,19 +32,20 @@ def _date(_ctx: object, _param: object, value: str | None) -> dt.date | None:
         raise click.BadParameter(f"{value!r} is not a date like 2024-11-29") from None
 
 
-def dagster_home() -> Path:
-    """The Dagster instance the CLI, the webserver and the daemon share (so the UI shows
-    CLI runs). Its dagster.yaml is the project's."""
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_DIR / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(PROJECT_DIR / "dagster.yaml", config)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+class _Commands(click.Group):
+    """Errors a user can cause end in a short message naming the cause, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from alphagen_core.settings import SettingsError
+        from alphagen_dagster.instance import BrokenHomeError
+
+        try:
+            return super().invoke(ctx)
+        except (SettingsError, BrokenHomeError) as exc:
+            raise click.ClickException(str(exc)) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
 
@@ -86,14 +87,14 @@ def exit_without_teardown(code: int) -> NoReturn:
 
 
 def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
-    from alphagen_core.calendar import trading_days
+    from alphagen_core.calendar import NY
+    from alphagen_core.settings import load_settings
+    from alphagen_dagster.instance import dagster_home
 
-    days = trading_days(start, end)
-    if not days:
-        raise click.ClickException(f"no NYSE trading day between {start} and {end}")
+    days = _days_to_replay(start, end, load_settings().alphagen_flatfiles_first_day, dt.datetime.now(NY).date())
     if source:
         os.environ["ALPHAGEN_FLATFILES_SOURCE"] = source
-    dagster_home()
+    home = dagster_home()
     click.echo(f"replaying {len(days)} trading day(s) {days[0]} .. {days[-1]} in one Dagster run")
     started = time.perf_counter()
     # Dagster's own opt-in: one "materialization planned" event per asset for this range run
@@ -102,42 +103,123 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     # the run failed but not each of its days' partitions (tables and P/L are unaffected).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     _start_dbt_worker()  # dbt's import and parse run on the other core from now on
-    from dagster import DagsterInstance
-
     from alphagen_dagster.definitions import defs
+    from alphagen_dagster.instance import PROCESS_TAG, open_instance, release_dead_runs, slot_holders, this_process
 
     job = defs.resolve_job_def("replay")
-    log_dir = dagster_home() / "logs"
+    log_dir = home / "logs"
     log_dir.mkdir(exist_ok=True)
     log_file = log_dir / f"replay-{days[0]}-{days[-1]}.log"
-    # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.
     run_id = str(uuid.uuid4())
-    with (
-        DagsterInstance.get() as instance,
-        _event_log_shards_held_open(instance, run_id),
-        open(log_file, "w") as out,
-        contextlib.redirect_stdout(out),
-    ):
-        result = job.execute_in_process(
-            instance=instance,
-            run_id=run_id,
-            raise_on_error=False,
-            tags={
-                "dagster/asset_partition_range_start": days[0].isoformat(),
-                "dagster/asset_partition_range_end": days[-1].isoformat(),
-            },
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )
+    with open_instance() as instance:
+        release_dead_runs(instance, click.echo)
+        if holders := slot_holders(instance):
+            click.echo(f"waiting for run {', '.join(holders)} to release the DuckDB file (Ctrl-C gives up)")
+        # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.
+        with (
+            _event_log_shards_held_open(instance, run_id),
+            _stop_on_signals(instance, run_id),
+            open(log_file, "w") as out,
+            contextlib.redirect_stdout(out),
+        ):
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                raise_on_error=False,
+                tags={
+                    "dagster/asset_partition_range_start": days[0].isoformat(),
+                    "dagster/asset_partition_range_end": days[-1].isoformat(),
+                    PROCESS_TAG: this_process(),
+                },
+                run_config={"loggers": {"progress": {}}},
+            )
+        _write_details(instance, result.run_id, log_file)
     elapsed = time.perf_counter() - started
-    state = "succeeded" if result.success else "FAILED"
-    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s (dbt and loader output: {log_file})")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_failure and event.event_specific_data is not None:
-                error = getattr(event.event_specific_data, "error", None)
-                if error is not None:
-                    click.echo(f"  {error.message.strip()}", err=True)
+    _print_outcome(result, days, elapsed, log_file)
     return result.success
+
+
+def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.date) -> list[dt.date]:
+    """The sessions of [start, end], or a one-line error that says what is wrong."""
+    from alphagen_core.calendar import trading_days
+
+    if end < start:
+        raise click.ClickException(f"the range is reversed: --start {start} is after --end {end}")
+    if start < first_day:
+        raise click.ClickException(
+            f"{start} is before ALPHAGEN_FLATFILES_FIRST_DAY ({first_day}), the first day the flat files "
+            "cover; set it earlier to replay older days")
+    if end > today:
+        raise click.ClickException(f"{end} is in the future: replay up to {today}")
+    days = trading_days(start, end)
+    if not days:
+        raise click.ClickException(f"{start} .. {end} holds no NYSE trading day (weekends and holidays only)")
+    return days
+
+
+def _print_outcome(result, days: list[dt.date], elapsed: float, log_file: Path) -> None:
+    """The last lines: the run's result and, for every day that failed, why."""
+    failed = {
+        event.partition: event.materialization.metadata["replay_failed"].value
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.path == ["executions"] and "replay_failed" in event.materialization.metadata
+    }
+    if not result.success and not failed:
+        for event in result.all_events:
+            if event.is_step_failure and (error := getattr(event.event_specific_data, "error", None)):
+                click.echo(f"  {_first_lines(error.message)}", err=True)
+    state = "succeeded" if result.success else "FAILED"
+    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s: {len(days) - len(failed)} of {len(days)} "
+               f"days replayed (details: {log_file})")
+    if failed:
+        click.echo(f"{len(failed)} day(s) failed and wrote nothing (the P/L marts are built from the others):", err=True)
+        for day, why in sorted(failed.items()):
+            click.echo(f"  {day}: {why}", err=True)
+
+
+def _first_lines(message: str, limit: int = 6) -> str:
+    lines = message.strip().splitlines()
+    return "\n  ".join(lines[:limit] + (["..."] if len(lines) > limit else []))
+
+
+def _write_details(instance, run_id: str, log_file: Path) -> None:
+    """Every event of the run, with tracebacks, after dbt's output in the run's log file."""
+    with open(log_file, "a") as out:
+        out.write("\n--- Dagster events ---\n")
+        for entry in instance.all_logs(run_id):
+            out.write(f"{dt.datetime.fromtimestamp(entry.timestamp):%H:%M:%S.%f} {entry.level} {entry.message}\n")
+            error = getattr(entry.dagster_event.event_specific_data, "error", None) if entry.dagster_event else None
+            if error is not None:
+                out.write(error.to_string() + "\n")
+
+
+@contextlib.contextmanager
+def _stop_on_signals(instance, run_id: str) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first stops the replay after the day it is on (that day commits,
+    the dbt step builds the marts from what landed, the run ends failed); the second, or the
+    first while the run waits for the DuckDB slot, stops at once: the run is marked canceled
+    and its slot freed."""
+    from alphagen_dagster import stop
+
+    def handle(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested() is None and stop.is_watched():
+            stop.request(f"{name} received")
+            click.echo(f"\n{name}: stopping after the current day (again to stop at once)", err=True)
+            return
+        run = instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, message=f"{name}: stopped by the user")
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        click.echo(f"\n{name}: run {run_id} canceled; nothing half-written (each day is one transaction)", err=True)
+        exit_without_teardown(128 + signum)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _start_dbt_worker() -> None:
@@ -291,6 +373,7 @@ def run(mode: str | None, host: str, port: int) -> None:
     """Start the live or paper service: the Dagster daemon (minute and session sensors) and
     the webserver on the project's workspace, until Ctrl-C."""
     from alphagen_core.settings import Mode, get_settings
+    from alphagen_dagster.instance import dagster_home
     from alphagen_dagster.service import service
 
     settings = get_settings()

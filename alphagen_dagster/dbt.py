@@ -38,6 +38,9 @@ from alphagen_dagster.dbt_process import DBT_PROJECT_DIR
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+# Set by the replay step on a run some of whose days failed: the dbt step still builds the
+# marts (so they match the days that landed), then fails the run.
+FAILED_DAYS_TAG = "alphagen/failed_days"
 
 
 def ensure_manifest() -> Path:
@@ -165,6 +168,10 @@ def dbt_pnl_models(context: AssetExecutionContext, store: StoreResource, setting
     if errors:
         raise Failure(description="`dbt build` failed:\n" + "\n".join(errors),
                       metadata={"dbt_target": str(worker.target)})
+    run = context.instance.get_run_by_id(context.run.run_id)
+    if failed := (run.tags.get(FAILED_DAYS_TAG) if run else None):
+        raise Failure(description=f"the marts are built from the days that landed, but {failed} day(s) of this "
+                      "run failed and wrote nothing (see the replay_tables step and its partitions' metadata)")
 
 
 def _dagster_events(context: AssetExecutionContext, result: Mapping[str, Any]) -> Iterator[Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, colored_console_logger, in_process_executor
 
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
+from alphagen_dagster.loggers import progress_logger
 from alphagen_dagster.resources import default_resources
 
 defs = Definitions(
@@ -14,4 +15,5 @@ defs = Definitions(
     jobs=[replay_job],
     resources=default_resources(),
     executor=in_process_executor,
+    loggers={"console": colored_console_logger, "progress": progress_logger},
 )

@@ -1,4 +1,5 @@
-"""Trading-day partitions: NYSE sessions in America/New_York (weekends and holidays excluded)."""
+"""Trading-day partitions: NYSE sessions in America/New_York (weekends and holidays excluded),
+from the first day the flat files cover (ALPHAGEN_FLATFILES_FIRST_DAY) through today."""
 
 from __future__ import annotations
 
@@ -7,22 +8,30 @@ import datetime as dt
 from dagster import TimeWindowPartitionsDefinition
 
 from alphagen_core.calendar import NY, holidays_between
+from alphagen_core.settings import get_settings
 
-FIRST_PARTITION = dt.date(2024, 1, 2)
-# Holidays are excluded up to this date; sessions after it would need the list extended.
-LAST_KNOWN_HOLIDAYS = dt.date(2030, 12, 31)
+# Holidays are computed (the `holidays` NYSE calendar), not listed: from the first partition to
+# two years past the day the definitions load, so a code location that stays up over a new
+# year still excludes that year's holidays.
+_HOLIDAYS_AHEAD = dt.timedelta(days=2 * 366)
 
-trading_days = TimeWindowPartitionsDefinition(
-    cron_schedule="0 0 * * 1-5",
-    timezone="America/New_York",
-    fmt="%Y-%m-%d",
-    start=FIRST_PARTITION.isoformat(),
-    end_offset=1,  # today's session is a partition while it trades (live mode)
-    exclusions=[
-        dt.datetime(d.year, d.month, d.day, tzinfo=NY)
-        for d in holidays_between(FIRST_PARTITION, LAST_KNOWN_HOLIDAYS)
-    ],
-)
+
+def trading_day_partitions(first_day: dt.date, today: dt.date | None = None) -> TimeWindowPartitionsDefinition:
+    today = today or dt.datetime.now(NY).date()
+    return TimeWindowPartitionsDefinition(
+        cron_schedule="0 0 * * 1-5",
+        timezone="America/New_York",
+        fmt="%Y-%m-%d",
+        start=first_day.isoformat(),
+        end_offset=1,  # today's session is a partition while it trades (live mode)
+        exclusions=[
+            dt.datetime(d.year, d.month, d.day, tzinfo=NY)
+            for d in holidays_between(first_day, today + _HOLIDAYS_AHEAD)
+        ],
+    )
+
+
+trading_days = trading_day_partitions(get_settings().alphagen_flatfiles_first_day)
 
 
 def partition_days(keys: list[str]) -> list[dt.date]:

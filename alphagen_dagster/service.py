@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -22,15 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alphagen_dagster.instance import prepare_home
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def prepare_home(home: Path) -> Path:
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
-    return home
 
 
 @contextmanager

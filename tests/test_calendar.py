@@ -303,3 +303,105 @@ def test_a_year_of_sessions_is_fast() -> None:
     assert len(cold) == 250
     assert cold_seconds < 0.05
     assert warm_seconds < 0.01
+
+
+# ---- NYSE history, year by year ------------------------------------------------------------
+
+# Weekday closures per NYSE's published calendars: observed holidays, Good Friday, Juneteenth
+# from 2022 only, and one-off closures (2018-12-05 Bush and 2025-01-09 Carter days of mourning).
+NYSE_CLOSED = {
+    2014: ["01-01", "01-20", "02-17", "04-18", "05-26", "07-04", "09-01", "11-27", "12-25"],
+    2015: ["01-01", "01-19", "02-16", "04-03", "05-25", "07-03", "09-07", "11-26", "12-25"],
+    2016: ["01-01", "01-18", "02-15", "03-25", "05-30", "07-04", "09-05", "11-24", "12-26"],
+    2017: ["01-02", "01-16", "02-20", "04-14", "05-29", "07-04", "09-04", "11-23", "12-25"],
+    2018: ["01-01", "01-15", "02-19", "03-30", "05-28", "07-04", "09-03", "11-22", "12-05", "12-25"],
+    2019: ["01-01", "01-21", "02-18", "04-19", "05-27", "07-04", "09-02", "11-28", "12-25"],
+    2020: ["01-01", "01-20", "02-17", "04-10", "05-25", "07-03", "09-07", "11-26", "12-25"],
+    2021: ["01-01", "01-18", "02-15", "04-02", "05-31", "07-05", "09-06", "11-25", "12-24"],
+    2022: ["01-17", "02-21", "04-15", "05-30", "06-20", "07-04", "09-05", "11-24", "12-26"],
+    2023: ["01-02", "01-16", "02-20", "04-07", "05-29", "06-19", "07-04", "09-04", "11-23", "12-25"],
+    2024: ["01-01", "01-15", "02-19", "03-29", "05-27", "06-19", "07-04", "09-02", "11-28", "12-25"],
+    2025: ["01-01", "01-09", "01-20", "02-17", "04-18", "05-26", "06-19", "07-04", "09-01", "11-27", "12-25"],
+}
+
+# 13:00 closes: July 3 when it is a weekday trading day (not in 2015 and 2020, when it was the
+# observed Independence Day), the day after Thanksgiving, December 24 when a weekday trading day.
+NYSE_EARLY = {
+    2014: ["07-03", "11-28", "12-24"],
+    2015: ["11-27", "12-24"],
+    2016: ["11-25"],
+    2017: ["07-03", "11-24"],
+    2018: ["07-03", "11-23", "12-24"],
+    2019: ["07-03", "11-29", "12-24"],
+    2020: ["11-27", "12-24"],
+    2021: ["11-26"],
+    2022: ["11-25"],
+    2023: ["07-03", "11-24"],
+    2024: ["07-03", "11-29", "12-24"],
+    2025: ["07-03", "11-28", "12-24"],
+}
+
+NYSE_TRADING_DAYS = {
+    2014: 252, 2015: 252, 2016: 252, 2017: 251, 2018: 251, 2019: 252,
+    2020: 253, 2021: 252, 2022: 251, 2023: 250, 2024: 252, 2025: 250,
+}
+
+
+def _mmdd(days: list[dt.date]) -> list[str]:
+    return [d.strftime("%m-%d") for d in days]
+
+
+@pytest.mark.parametrize("year", sorted(NYSE_CLOSED))
+def test_closures_early_closes_and_day_count_match_nyse_history(year: int) -> None:
+    start, end = D(year, 1, 1), D(year, 12, 31)
+    year_sessions = sessions(start, end)
+    assert _mmdd(holidays_between(start, end)) == NYSE_CLOSED[year]
+    assert _mmdd([s.date for s in year_sessions if s.early_close]) == NYSE_EARLY[year]
+    assert len(year_sessions) == NYSE_TRADING_DAYS[year]
+    for s in year_sessions:
+        assert s.close.time() == (dt.time(13) if s.early_close else dt.time(16)), s.date
+
+
+def test_juneteenth_is_a_trading_day_before_2022() -> None:
+    assert is_trading_day(D(2021, 6, 18))  # the federal holiday was first observed in 2021
+    assert is_trading_day(D(2020, 6, 19))
+    assert not is_trading_day(D(2022, 6, 20))
+
+
+@pytest.mark.parametrize(
+    "day",
+    [
+        D(2001, 9, 11), D(2001, 9, 12), D(2001, 9, 13), D(2001, 9, 14),  # September 11
+        D(2004, 6, 11),  # Reagan day of mourning
+        D(2007, 1, 2),  # Ford day of mourning
+        D(2012, 10, 29), D(2012, 10, 30),  # Hurricane Sandy
+        D(2018, 12, 5),  # G. H. W. Bush day of mourning
+        D(2025, 1, 9),  # Carter day of mourning
+    ],
+)
+def test_one_off_closures(day: dt.date) -> None:
+    assert not is_trading_day(day)
+
+
+def test_early_closes_before_2014() -> None:
+    # Before 2013 a Thursday July 4 moved the early close to Friday July 5 (2002), and
+    # 2003-12-26 closed at 13:00; otherwise the same date rule as today.
+    early = [s.date.isoformat() for s in sessions(D(2000, 1, 1), D(2013, 12, 31)) if s.early_close]
+    assert early == [
+        "2000-07-03", "2000-11-24",
+        "2001-07-03", "2001-11-23", "2001-12-24",
+        "2002-07-05", "2002-11-29", "2002-12-24",
+        "2003-07-03", "2003-11-28", "2003-12-24", "2003-12-26",
+        "2004-11-26",
+        "2005-11-25",
+        "2006-07-03", "2006-11-24",
+        "2007-07-03", "2007-11-23", "2007-12-24",
+        "2008-07-03", "2008-11-28", "2008-12-24",
+        "2009-11-27", "2009-12-24",
+        "2010-11-26",
+        "2011-11-25",
+        "2012-07-03", "2012-11-23", "2012-12-24",
+        "2013-07-03", "2013-11-29", "2013-12-24",
+    ]
+    assert session(D(2002, 7, 3)).close == ny(2002, 7, 3, 16)
+    assert session(D(2002, 7, 5)).close == ny(2002, 7, 5, 13)

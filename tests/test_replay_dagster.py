@@ -204,9 +204,7 @@ def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(t
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert options_key(CORRUPT) in str(failure.event_specific_data.error.message) or \
         options_key(CORRUPT) in str(failure.event_specific_data.error)
-    store = Store(db)
-    for table in TABLES:
-        assert store.query(f"SELECT count(*) AS n FROM {table}")["n"][0] == 0, table
+    assert not db.exists()  # a range that replays nothing leaves nothing behind
 
 
 def test_replay_from_s3_equals_local_folder_and_keeps_secrets_out(tmp_path, flatfiles, replayed, monkeypatch):

@@ -275,12 +275,14 @@ def test_nearest_later_expiry_when_no_0dte():
     [signal] = merged(outs, "signals")
     expected = option_symbol(later, "P", 102)
     assert signal.acted and signal.option_symbol == expected  # the expiry is recorded
+    assert signal.rationale.endswith("; no 0DTE listed: nearest expiry 2024-02-13")
     assert merged(outs, "intents")[0].option_symbol == expected
     assert fills(outs)[0].option_symbol == expected
     # with the 0DTE chain listed too, the 0DTE contract is chosen
     with_0dte = [MinuteSlice(s.bar, {**s.quotes, **chain(DAY, s.bar.start, STRIKES)}) for s in slices]
     outs = run(engine_for(), with_0dte)
     assert merged(outs, "signals")[0].option_symbol == P102
+    assert "0DTE" not in merged(outs, "signals")[0].rationale
 
 
 # ---- cooldown, single position, sizing, entry ------------------------------------------
