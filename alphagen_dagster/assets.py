@@ -6,6 +6,7 @@ import base64
 import contextlib
 import datetime as dt
 import multiprocessing
+import signal
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,7 +36,7 @@ from alphagen_core.replay import (
 )
 from alphagen_core.store import RowMeta, is_disk_full
 from alphagen_dagster import dbt_process, stop
-from alphagen_dagster.checks import CHECK_SPECS, check_results
+from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
 from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
@@ -115,7 +116,7 @@ def replay_tables(
     progress = _Progress(context, len(days))
     summaries: list[dict[str, object]] = []
     failures: dict[dt.date, str] = {}
-    runs: dict[dt.date, SessionRun] = {}
+    checks = CheckTally(strategy.flatten_before_close)
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
@@ -152,7 +153,8 @@ def replay_tables(
                 # Charts are rendered in a worker process, beside the replay (about 0.1 s a
                 # day of matplotlib). Spawned, not forked: this process runs Dagster's threads.
                 renderer = (
-                    stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+                    stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                            initializer=_leave_signals_to_the_replay))
                     if cfg.feature_enable_chart else False
                 )
             try:
@@ -171,7 +173,7 @@ def replay_tables(
                 failures[day] = f"{type(exc).__name__}: {exc}"
                 progress.failed(day, failures[day])
                 continue
-            runs[day] = run
+            checks.add(day, run)
             if renderer:
                 path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
                 charts[day] = renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
@@ -195,9 +197,15 @@ def replay_tables(
             asset_key=spec.key,
             metadata={"version": version, "replayed_days": len(summaries), "failed_days": len(failures)},
         )
-    yield from check_results(runs, strategy.flatten_before_close)
+    yield from checks.results()
     if failures and not runs_dbt:  # else the dbt step fails the run once the marts are built
         raise Failure(description=_failure_list(f"{len(failures)} of {len(days)} days failed", failures))
+
+
+def _leave_signals_to_the_replay() -> None:
+    """Chart workers ignore Ctrl-C: the terminal sends it to the whole process group, and the
+    replay decides how to stop (they exit with it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _failure_list(headline: str, failures: dict[dt.date, str]) -> str:

@@ -56,17 +56,27 @@ CHECK_SPECS = [
 ]
 
 
-def check_results(runs: dict[dt.date, SessionRun], flatten: dt.timedelta):
-    for (asset, name), (fn, severity, _) in CHECKS.items():
-        problems = {}
-        for day, run in runs.items():
-            problem = fn(day, run, flatten)
-            if problem:
-                problems[str(day)] = problem
-        yield AssetCheckResult(
-            asset_key=asset,
-            check_name=name,
-            passed=not problems,
-            severity=severity,
-            metadata={"days_checked": len(runs), "problems": problems or "none"},
-        )
+class CheckTally:
+    """Each check's problems, day by day, so a range keeps no day's rows in memory."""
+
+    def __init__(self, flatten: dt.timedelta) -> None:
+        self.flatten = flatten
+        self.days = 0
+        self.problems: dict[tuple[str, str], dict[str, str]] = {key: {} for key in CHECKS}
+
+    def add(self, day: dt.date, run: SessionRun) -> None:
+        self.days += 1
+        for key, (fn, _, _) in CHECKS.items():
+            if problem := fn(day, run, self.flatten):
+                self.problems[key][str(day)] = problem
+
+    def results(self):
+        for (asset, name), (_, severity, _) in CHECKS.items():
+            problems = self.problems[asset, name]
+            yield AssetCheckResult(
+                asset_key=asset,
+                check_name=name,
+                passed=not problems,
+                severity=severity,
+                metadata={"days_checked": self.days, "problems": problems or "none"},
+            )

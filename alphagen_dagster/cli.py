@@ -48,6 +48,7 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
+    sys.stdout.reconfigure(line_buffering=True)  # a killed command still shows what it said
 
 
 @main.command()
@@ -104,7 +105,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     _start_dbt_worker()  # dbt's import and parse run on the other core from now on
     from alphagen_dagster.definitions import defs
-    from alphagen_dagster.instance import PROCESS_TAG, open_instance, release_dead_runs, slot_holders, this_process
+    from alphagen_dagster.instance import PROCESS_TAG, open_instance, release_dead_runs, this_process
 
     job = defs.resolve_job_def("replay")
     log_dir = home / "logs"
@@ -113,12 +114,10 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     run_id = str(uuid.uuid4())
     with open_instance() as instance:
         release_dead_runs(instance, click.echo)
-        if holders := slot_holders(instance):
-            click.echo(f"waiting for run {', '.join(holders)} to release the DuckDB file (Ctrl-C gives up)")
+        _wait_for_the_duckdb_slot(instance)
         # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.
         with (
             _event_log_shards_held_open(instance, run_id),
-            _stop_on_signals(instance, run_id),
             open(log_file, "w") as out,
             contextlib.redirect_stdout(out),
         ):
@@ -172,9 +171,29 @@ def _print_outcome(result, days: list[dt.date], elapsed: float, log_file: Path) 
     click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s: {len(days) - len(failed)} of {len(days)} "
                f"days replayed (details: {log_file})")
     if failed:
-        click.echo(f"{len(failed)} day(s) failed and wrote nothing (the P/L marts are built from the others):", err=True)
-        for day, why in sorted(failed.items()):
-            click.echo(f"  {day}: {why}", err=True)
+        click.echo(f"{len(failed)} day(s) not replayed, nothing written for them (the P/L marts are built from "
+                   "the others):", err=True)
+        lines = _grouped(sorted(failed.items()))
+        for line in lines[:_MAX_FAILURE_LINES]:
+            click.echo(f"  {line}", err=True)
+        if len(lines) > _MAX_FAILURE_LINES:
+            click.echo(f"  ... {len(lines) - _MAX_FAILURE_LINES} more in {log_file}", err=True)
+
+
+_MAX_FAILURE_LINES = 20
+
+
+def _grouped(failures: list[tuple[str, str]]) -> list[str]:
+    """One line per run of consecutive days that failed for the same reason (an interrupted
+    year is one line, not two hundred)."""
+    lines: list[tuple[str, str, str, int]] = []  # first, last, why, days
+    for day, why in failures:
+        if lines and lines[-1][2] == why:
+            first, _, _, n = lines[-1]
+            lines[-1] = (first, day, why, n + 1)
+        else:
+            lines.append((day, day, why, 1))
+    return [f"{first}: {why}" if n == 1 else f"{first} .. {last} ({n} days): {why}" for first, last, why, n in lines]
 
 
 def _first_lines(message: str, limit: int = 6) -> str:
@@ -193,33 +212,23 @@ def _write_details(instance, run_id: str, log_file: Path) -> None:
                 out.write(error.to_string() + "\n")
 
 
-@contextlib.contextmanager
-def _stop_on_signals(instance, run_id: str) -> Iterator[None]:
-    """SIGINT/SIGTERM: the first stops the replay after the day it is on (that day commits,
-    the dbt step builds the marts from what landed, the run ends failed); the second, or the
-    first while the run waits for the DuckDB slot, stops at once: the run is marked canceled
-    and its slot freed."""
-    from alphagen_dagster import stop
+def _wait_for_the_duckdb_slot(instance) -> None:
+    """Wait here, not in Dagster's claim loop, while another live run holds the DuckDB pool's
+    slot: that loop ignores SIGINT and SIGTERM, this wait ends on either."""
+    from alphagen_dagster.instance import slot_holders
 
-    def handle(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if stop.requested() is None and stop.is_watched():
-            stop.request(f"{name} received")
-            click.echo(f"\n{name}: stopping after the current day (again to stop at once)", err=True)
-            return
-        run = instance.get_run_by_id(run_id)
-        if run is not None and not run.is_finished:
-            instance.report_run_canceled(run, message=f"{name}: stopped by the user")
-        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-        click.echo(f"\n{name}: run {run_id} canceled; nothing half-written (each day is one transaction)", err=True)
-        exit_without_teardown(128 + signum)
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    holders = slot_holders(instance)
+    if not holders:
+        return
+    click.echo(f"waiting for run {', '.join(holders)} to release the DuckDB file (Ctrl-C gives up)")
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        yield
+        while slot_holders(instance):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped while waiting for the DuckDB file; nothing was started") from None
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _start_dbt_worker() -> None:

@@ -58,6 +58,9 @@ class DbtProcess:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
             env={**os.environ, "ALPHAGEN_DUCKDB_PATH": db_path},  # the profile reads it (absolute)
             cwd=DBT_PROJECT_DIR,
+            # Not in the terminal's process group: Ctrl-C is the replay's to handle (it stops at a
+            # day boundary and still builds the marts); the worker ends on its stdin's EOF.
+            start_new_session=True,
         )
 
     def build(self, selection: list[str]) -> Iterator[dict[str, Any]]:
