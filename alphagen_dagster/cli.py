@@ -158,18 +158,22 @@ def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.
 
 def _print_outcome(result, days: list[dt.date], elapsed: float, log_file: Path) -> None:
     """The last lines: the run's result and, for every day that failed, why."""
-    failed = {
-        event.partition: event.materialization.metadata["replay_failed"].value
-        for event in result.get_asset_materialization_events()
-        if event.asset_key.path == ["executions"] and "replay_failed" in event.materialization.metadata
-    }
+    failed, replayed = {}, 0
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path == ["executions"]:
+            if "replay_failed" in (metadata := event.materialization.metadata):
+                failed[event.partition] = metadata["replay_failed"].value
+            else:
+                replayed += 1
     if not result.success and not failed:
         for event in result.all_events:
-            if event.is_step_failure and (error := getattr(event.event_specific_data, "error", None)):
-                click.echo(f"  {_first_lines(error.message)}", err=True)
+            if event.is_step_failure:
+                data = event.step_failure_data
+                why = data.user_failure_data.description if data.user_failure_data else data.error.message
+                click.echo(f"  {_first_lines(why or '')}", err=True)
     state = "succeeded" if result.success else "FAILED"
-    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s: {len(days) - len(failed)} of {len(days)} "
-               f"days replayed (details: {log_file})")
+    click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s: {replayed} of {len(days)} days replayed "
+               f"(details: {log_file})")
     if failed:
         click.echo(f"{len(failed)} day(s) not replayed, nothing written for them (the P/L marts are built from "
                    "the others):", err=True)

@@ -18,9 +18,13 @@ class _ProgressFormatter(logging.Formatter):
 
 
 class _StepMessagesOnly(logging.Filter):
+    # Dagster's own plain messages that the outcome lines say better.
+    _FRAMEWORK = ("Dependencies for step",)
+
     def filter(self, record: logging.LogRecord) -> bool:
         meta = getattr(record, "dagster_meta", None) or {}
-        return meta.get("dagster_event") is None
+        message = meta.get("orig_message") or ""
+        return meta.get("dagster_event") is None and not message.startswith(self._FRAMEWORK)
 
 
 @logger(description="One short line per step message, on stderr (alphagen replay).")
