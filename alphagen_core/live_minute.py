@@ -30,6 +30,7 @@ import structlog
 
 from alphagen_core.calendar import Session
 from alphagen_core.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.gate import route
 from alphagen_core.interfaces import MarketDataClient
 from alphagen_core.models import (
     MINUTE,
@@ -236,7 +237,7 @@ def _turn(db_path: Path) -> Iterator[None]:
 
 def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar], chain: list[OptionQuote],
                run_id: str) -> MinuteIncrement:
-    mode = settings.trading_mode.value
+    mode = route(settings).mode.value
     stored = read_session(store, mode, sess.date)
     last = stored.last_minute
     new_bars = [b for b in bars if last is None or b.start > last]

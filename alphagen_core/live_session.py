@@ -28,6 +28,7 @@ import structlog
 
 from alphagen_core.calendar import Session
 from alphagen_core.engine import slice_id_for
+from alphagen_core.gate import route
 from alphagen_core.interfaces import ExecutionClient, MarketDataClient
 from alphagen_core.live_minute import WATCH, executions_from, intents_from, quote_rows, session_version
 from alphagen_core.models import (
@@ -110,7 +111,7 @@ class SessionTrader:
         self.store, self.broker, self.market = store, broker, market
         self.settings, self.session, self.clock, self.t = settings, session, clock, timings
         self.risk = RiskConfig.from_settings(settings)
-        self.meta = RowMeta(settings.trading_mode.value, session.date, session_version(session.date), run_id)
+        self.meta = RowMeta(route(settings).mode.value, session.date, session_version(session.date), run_id)
         self.flatten_at = session.close - dt.timedelta(minutes=settings.flatten_minutes_before_close)
         self.on_write, self.heartbeat = on_write, heartbeat
         self.held: Held | None = None

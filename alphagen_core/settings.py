@@ -121,18 +121,12 @@ class Settings(BaseSettings):
 
     @property
     def live_enabled(self) -> bool:
-        """SPEC §4: real orders need SCHWAB_PAPER=false *and* the confirmation phrase."""
+        """SCHWAB_PAPER=false *and* the confirmation phrase: the Schwab client's own last check.
+        Which route a process trades on is `alphagen_core.gate.route`'s decision."""
         return (
             not self.schwab_paper
             and self.schwab_live_confirmation.get_secret_value() == LIVE_CONFIRMATION_PHRASE
         )
-
-    @property
-    def trading_mode(self) -> Mode:
-        """The mode actually used: `live` only through the gate, anything else is paper."""
-        if self.alphagen_mode is Mode.LIVE and not self.live_enabled:
-            return Mode.PAPER
-        return self.alphagen_mode
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for the log redactor."""

@@ -78,6 +78,7 @@ def exit_without_teardown(code: int) -> NoReturn:
     """End the process without Python's interpreter teardown: with Dagster and dbt loaded it
     spends about a second unloading thousands of modules. By now the Dagster instance, DuckDB
     (dbt releases it after its build) and the log files are closed; only buffers remain."""
+    _end_unused_dbt_workers()
     # multiprocessing's own exit hook (what atexit would run): it frees the chart pool's
     # semaphores, which its resource tracker would otherwise report as leaked.
     multiprocessing.util._exit_function()
@@ -85,6 +86,16 @@ def exit_without_teardown(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _end_unused_dbt_workers() -> None:
+    """A dbt worker started for a run that never reached its dbt step (no day replayed, a full
+    disk) is still parsing. os._exit skips the atexit hook that would close it, so it would
+    die on its closed pipe seconds after this process, printing a BrokenPipeError traceback
+    under the command's last line. It was never asked to build (it holds no file): kill it."""
+    dbt_process = sys.modules.get("alphagen_dagster.dbt_process")
+    while dbt_process is not None and dbt_process._waiting:
+        dbt_process._waiting.popitem()[1]._proc.kill()
 
 
 def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
@@ -379,23 +390,22 @@ def sim(day: dt.date, source: str | None, speed: float, start_time: str, polygon
 
 @main.command()
 @click.option("--mode", type=click.Choice(["paper", "live"]), default=None,
-              help="Default: ALPHAGEN_MODE if paper or live, else paper. live still needs the live gate.")
+              help="Default: ALPHAGEN_MODE if paper or live, else paper. live needs the whole live gate.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The UI's address.")
 @click.option("--port", default=3000, show_default=True)
 def run(mode: str | None, host: str, port: int) -> None:
     """Start the live or paper service: the Dagster daemon (minute and session sensors) and
     the webserver on the project's workspace, until Ctrl-C."""
+    from alphagen_core.gate import route
     from alphagen_core.settings import Mode, get_settings
     from alphagen_dagster.instance import dagster_home
     from alphagen_dagster.service import service
 
     settings = get_settings()
     mode = mode or (settings.alphagen_mode.value if settings.alphagen_mode.value in ("paper", "live") else "paper")
+    traded = route(settings.model_copy(update={"alphagen_mode": Mode(mode)}))  # GateError: nothing starts
     env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(dagster_home())}
-    effective = settings.model_copy(update={"alphagen_mode": Mode(mode)}).trading_mode.value
-    click.echo(f"mode {effective} (asked: {mode}); DuckDB {settings.alphagen_duckdb_path.resolve()}")
-    if mode == "live" and effective != "live":
-        click.echo("live trading is gated: SCHWAB_PAPER=false and SCHWAB_LIVE_CONFIRMATION are needed; trading paper")
+    click.echo(f"mode {traded.mode.value}, broker {traded.broker}; DuckDB {settings.alphagen_duckdb_path.resolve()}")
     logs = dagster_home() / "service-logs"
     with service(env, host=host, port=port, log_dir=logs) as procs:
         click.echo(f"Dagster UI on http://{host}:{port}; logs in {logs}; Ctrl-C stops")

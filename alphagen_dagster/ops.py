@@ -9,7 +9,8 @@ from pathlib import Path
 
 from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, op
 
-from alphagen_core.adapters.venues import broker_name, broker_quotes, execution_client, market_data_client
+from alphagen_core.adapters.venues import broker_quotes, execution_client, market_data_client
+from alphagen_core.gate import route
 from alphagen_core.calendar import session
 from alphagen_core.lease import SessionAlreadyRunning, SessionLease
 from alphagen_core.live_minute import run_minute_increment, session_version
@@ -87,7 +88,8 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
     with lease:
         market = market_data_client(cfg)
         broker = execution_client(cfg, market, clock)
-        context.log.info(f"session {day}: mode {cfg.trading_mode.value}, broker {broker_name(cfg)}")
+        traded = route(cfg)
+        context.log.info(f"session {day}: mode {traded.mode.value}, broker {traded.broker}")
         trader = SessionTrader(store.store(), broker, broker_quotes(broker, market), cfg, sess, clock, context.run_id,
                                on_write=lambda added: _materialize(context, added, day),
                                heartbeat=heartbeat)

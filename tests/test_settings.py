@@ -53,7 +53,6 @@ def test_defaults_match_the_spec() -> None:
     assert s.option_strike_offset == 0
     assert s.alphagen_mode is Mode.REPLAY
     assert s.alphagen_duckdb_path == Path("data/alphagen.duckdb")
-    assert s.trading_mode is Mode.REPLAY
     assert not s.live_enabled
     assert s.secret_values() == []
 
@@ -202,64 +201,3 @@ def test_error_never_echoes_the_bad_value(monkeypatch: pytest.MonkeyPatch) -> No
     assert err.__context__ is None
 
 
-# ---- the live gate (SPEC §4) ---------------------------------------------------------------
-
-
-def test_live_mode_with_paper_true_trades_paper(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ALPHAGEN_MODE", "live")
-    monkeypatch.setenv("SCHWAB_PAPER", "true")
-    monkeypatch.setenv("SCHWAB_LIVE_CONFIRMATION", LIVE_CONFIRMATION_PHRASE)
-    s = load_settings()
-    assert s.alphagen_mode is Mode.LIVE
-    assert not s.live_enabled
-    assert s.trading_mode is Mode.PAPER
-
-
-def test_live_mode_with_paper_default_trades_paper(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ALPHAGEN_MODE", "live")
-    monkeypatch.setenv("SCHWAB_LIVE_CONFIRMATION", LIVE_CONFIRMATION_PHRASE)
-    assert load_settings().trading_mode is Mode.PAPER
-
-
-@pytest.mark.parametrize(
-    "confirmation",
-    [
-        None,
-        "",
-        "yes",
-        "true",
-        LIVE_CONFIRMATION_PHRASE.lower(),
-        LIVE_CONFIRMATION_PHRASE + " ",
-    ],
-)
-def test_live_without_the_confirmation_trades_paper(
-    monkeypatch: pytest.MonkeyPatch, confirmation: str | None
-) -> None:
-    monkeypatch.setenv("ALPHAGEN_MODE", "live")
-    monkeypatch.setenv("SCHWAB_PAPER", "false")
-    if confirmation is not None:
-        monkeypatch.setenv("SCHWAB_LIVE_CONFIRMATION", confirmation)
-    s = load_settings()
-    assert not s.live_enabled
-    assert s.trading_mode is Mode.PAPER
-
-
-def test_live_with_paper_false_and_the_confirmation_is_live(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("ALPHAGEN_MODE", "live")
-    monkeypatch.setenv("SCHWAB_PAPER", "false")
-    monkeypatch.setenv("SCHWAB_LIVE_CONFIRMATION", LIVE_CONFIRMATION_PHRASE)
-    s = load_settings()
-    assert s.live_enabled
-    assert s.trading_mode is Mode.LIVE
-
-
-@pytest.mark.parametrize("mode", [Mode.REPLAY, Mode.PAPER])
-def test_the_gate_never_turns_another_mode_live(
-    monkeypatch: pytest.MonkeyPatch, mode: Mode
-) -> None:
-    monkeypatch.setenv("ALPHAGEN_MODE", mode.value)
-    monkeypatch.setenv("SCHWAB_PAPER", "false")
-    monkeypatch.setenv("SCHWAB_LIVE_CONFIRMATION", LIVE_CONFIRMATION_PHRASE)
-    assert load_settings().trading_mode is mode

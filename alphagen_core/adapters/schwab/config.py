@@ -6,7 +6,6 @@ their repr is masked, and only the adapter's HTTP layer ever unwraps them.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,11 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from alphagen_core.gate import is_loopback_url
+
 UPSTREAM_BASE_URL = "https://api.schwabapi.com"
 UPSTREAM_HOST = "api.schwabapi.com"
 REFRESH_TOKEN_LIFETIME_S = 7 * 24 * 3600  # Schwab: refresh tokens stop working after 7 days
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when `url` points at this machine (127.0.0.0/8, ::1 or localhost)."""
-    host = (urlsplit(url).hostname or "").strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

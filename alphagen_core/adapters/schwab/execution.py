@@ -1,7 +1,7 @@
 """`SchwabExecution`: the ExecutionClient for the Schwab Trader API (real orders).
 
 Live gate (SPEC §4). Schwab has no paper API; choosing paper or Schwab is done elsewhere
-(`ALPHAGEN_BROKER`, `Settings.trading_mode`). As a last line of defence this class refuses
+(`alphagen_core.gate.route`). As a last line of defence this class refuses
 to be constructed unless ``settings.live_enabled`` is true (SCHWAB_PAPER=false *and* the
 confirmation phrase) or its base URL is a loopback address, i.e. the local stand-in
 (`alphagen_core/sim/schwab_server.py`) that tests and simulated sessions use.
