@@ -39,8 +39,10 @@ from alphagen_core.models import (
 from alphagen_core.risk import (
     RiskConfig,
     brackets,
+    loss_limit_reached,
     naked_margin_per_contract,
     position_size,
+    price_insane,
     round_trip_pnl,
 )
 from alphagen_core.settings import Settings
@@ -149,6 +151,8 @@ class Engine:
         self.pending_entry: TradeIntent | None = None
         self.pending_side: SignalType | None = None
         self.realized_pnl = 0.0
+        self.entries = 0  # entry orders sent this session (RISK_MAX_ENTRIES_PER_DAY)
+        self.loss_limit_hit = False  # RISK_MAX_DAILY_LOSS reached: close, then open nothing
         self.cooldown_until: dt.datetime | None = None
         self.last_bar_start: dt.datetime | None = None
         self.last_quotes: dict[str, OptionQuote] = {}
@@ -173,6 +177,7 @@ class Engine:
         self._remember_held_quote(quotes)
         if not self.external_brackets:
             self._check_brackets(quotes, bar, out)
+        self._check_loss_limit(quotes, bar)
 
         vwap, ma9 = self.indicators.update(bar.high, bar.low, bar.close, bar.volume, bar.vwap)
         signal_type = self.crossovers.update(vwap, ma9)
@@ -181,6 +186,8 @@ class Engine:
             self._on_signal(signal_type, slc, quotes, vwap, ma9, now, out)
         if self.position and not self.position.closing and now >= self.flatten_decision:
             self._close(ExitReason.CLOSE, self.position.signal_id, now, out)
+        if self.loss_limit_hit and self.position and not self.position.closing:
+            self._close(ExitReason.DAILY_LOSS_LIMIT, self.position.signal_id, now, out)
 
         out.tick = self._tick(slc, quotes, vwap, ma9, now)
         out.position = self._position_state(bar.start)
@@ -220,6 +227,20 @@ class Engine:
         if bar.volume < 0 or bar.low <= 0:
             return "non-positive price or negative volume"
         return None
+
+    def _check_loss_limit(self, quotes: Mapping[str, OptionQuote], bar: Bar) -> None:
+        """SPEC §6 daily loss limit, on realized plus unrealized P/L. The open short is valued
+        at the ask; on a minute aggregate at the ask of the bar's high, the worst the minute
+        could have been for a short (the conservative side). Once reached it stays reached
+        for the session: the position is closed at this minute's end and nothing opens."""
+        if self.loss_limit_hit or self.cfg.risk.max_daily_loss <= 0:
+            return
+        unrealized = 0.0
+        pos = self.position
+        if pos is not None and (quote := quotes.get(pos.symbol) or self.last_quotes.get(pos.symbol)):
+            worst = quote.high + quote.half_spread if quote.high is not None else quote.ask
+            unrealized = round_trip_pnl(pos.credit, worst, pos.qty)
+        self.loss_limit_hit = loss_limit_reached(self.cfg.risk, self.realized_pnl, unrealized)
 
     def _remember_held_quote(self, quotes: Mapping[str, OptionQuote]) -> None:
         """The last quote of the held contract: limits, marks and a forced close use it."""
@@ -304,9 +325,15 @@ class Engine:
         )
         out.intents.append(intent)
         self.pending_entry, self.pending_side = intent, signal_type
+        self.entries += 1
         self.broker.submit(intent, intent.intent_id)
 
     def _entry_blocker(self, in_cooldown: bool, now: dt.datetime) -> str | None:
+        if self.loss_limit_hit:
+            return ExitReason.DAILY_LOSS_LIMIT.value
+        cap = self.cfg.risk.max_entries_per_day
+        if cap and self.entries >= cap:
+            return "entry_limit"
         if in_cooldown:
             return "cooldown"
         if now >= self.entry_cutoff or now >= self.flatten_decision:
@@ -327,6 +354,8 @@ class Engine:
             return None, "stale_data"
         if chosen.bid <= 0:
             return None, "no_bid"
+        if insane := price_insane(self.cfg.risk, chosen.bid, chosen.bid, chosen.ask):
+            return None, f"price_sanity: {insane}"
         return chosen, None
 
     def _size(self, chosen: OptionQuote, underlying: float) -> int:

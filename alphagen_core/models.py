@@ -35,6 +35,7 @@ class ExitReason(StrEnum):
     STOP_LOSS = "stop_loss"
     REVERSAL = "reversal"
     CLOSE = "close"
+    DAILY_LOSS_LIMIT = "daily_loss_limit"
 
 
 class OrderStatus(StrEnum):

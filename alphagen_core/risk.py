@@ -17,6 +17,9 @@ class RiskConfig:
     trading_capital: float = 5_000_000.0
     fee_per_contract: float = 0.65
     fee_regulatory_per_contract: float = 0.0
+    max_daily_loss: float = 100_000.0  # 0 = off
+    max_entries_per_day: int = 40  # 0 = off
+    order_max_deviation: float = 0.25
 
     @classmethod
     def from_settings(cls, s: Settings) -> RiskConfig:
@@ -27,6 +30,9 @@ class RiskConfig:
             trading_capital=s.risk_trading_capital,
             fee_per_contract=s.fee_per_contract,
             fee_regulatory_per_contract=s.fee_regulatory_per_contract,
+            max_daily_loss=s.risk_max_daily_loss,
+            max_entries_per_day=s.risk_max_entries_per_day,
+            order_max_deviation=s.order_max_deviation,
         )
 
 
@@ -54,6 +60,23 @@ def position_size(cfg: RiskConfig, margin_per_contract: float, capital_available
 def brackets(cfg: RiskConfig, credit: float) -> tuple[float, float]:
     """(stop_loss, take_profit) ask levels for a short sold at `credit`."""
     return round(credit * cfg.stop_loss_multiple, 4), round(credit * cfg.take_profit_multiple, 4)
+
+
+def loss_limit_reached(cfg: RiskConfig, realized: float, unrealized: float) -> bool:
+    """SPEC §6: the session's realized P/L (net of fees) plus the open position's unrealized
+    P/L has reached minus RISK_MAX_DAILY_LOSS."""
+    return cfg.max_daily_loss > 0 and realized + unrealized <= -cfg.max_daily_loss
+
+
+def price_insane(cfg: RiskConfig, limit: float, bid: float, ask: float) -> str | None:
+    """SPEC §6 price sanity: why an order at `limit` must not go out on this quote, or None."""
+    mid = (bid + ask) / 2
+    if ask <= 0 or bid > ask:
+        return f"quote {bid:.2f}/{ask:.2f} is empty or crossed"
+    deviation = abs(limit - mid) / mid
+    if deviation > cfg.order_max_deviation:
+        return f"limit {limit:.2f} is {deviation:.0%} from the mid {mid:.3f} (ORDER_MAX_DEVIATION {cfg.order_max_deviation:g})"
+    return None
 
 
 def fees(cfg: RiskConfig, qty: int) -> float:

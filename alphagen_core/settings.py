@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     paper_half_spread: NonNegativeFloat = 0.02
     market_data_stale_seconds: int = Field(180, gt=0)
     order_limit_slippage: NonNegativeFloat = 0.05  # live orders: limit = bid - this / ask + this
+    # --- risk controls (SPEC §6) ---
+    risk_max_daily_loss: NonNegativeFloat = 100_000.0  # dollars, realized + unrealized; 0 = off
+    risk_max_entries_per_day: int = Field(40, ge=0)  # 0 = off
+    order_max_deviation: PositiveFloat = 0.25  # an entry's limit at most this fraction of the mid from it
 
     # --- platform ---
     alphagen_mode: Mode = Mode.REPLAY
