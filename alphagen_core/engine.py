@@ -35,6 +35,7 @@ from alphagen_core.models import (
     Signal,
     SignalType,
     TradeIntent,
+    TradingState,
 )
 from alphagen_core.risk import (
     RiskConfig,
@@ -153,6 +154,8 @@ class Engine:
         self.realized_pnl = 0.0
         self.entries = 0  # entry orders sent this session (RISK_MAX_ENTRIES_PER_DAY)
         self.loss_limit_hit = False  # RISK_MAX_DAILY_LOSS reached: close, then open nothing
+        # SPEC §6 trading state (live: control_events); anything but active opens nothing.
+        self.trading_state = TradingState.ACTIVE
         self.cooldown_until: dt.datetime | None = None
         self.last_bar_start: dt.datetime | None = None
         self.last_quotes: dict[str, OptionQuote] = {}
@@ -331,6 +334,8 @@ class Engine:
     def _entry_blocker(self, in_cooldown: bool, now: dt.datetime) -> str | None:
         if self.loss_limit_hit:
             return ExitReason.DAILY_LOSS_LIMIT.value
+        if self.trading_state is not TradingState.ACTIVE:
+            return self.trading_state.value
         cap = self.cfg.risk.max_entries_per_day
         if cap and self.entries >= cap:
             return "entry_limit"

@@ -29,6 +29,7 @@ import polars as pl
 import structlog
 
 from alphagen_core.calendar import Session
+from alphagen_core.control import current_state, set_state, state_of
 from alphagen_core.engine import Engine, StepOutput, StrategyConfig
 from alphagen_core.gate import route
 from alphagen_core.interfaces import MarketDataClient
@@ -38,12 +39,14 @@ from alphagen_core.models import (
     Bar,
     BrokerPosition,
     Execution,
+    ExitReason,
     MinuteSlice,
     OptionContract,
     OptionQuote,
     OrderStatus,
     Right,
     TradeIntent,
+    TradingState,
 )
 from alphagen_core.replay import SessionRun
 from alphagen_core.settings import Settings
@@ -252,6 +255,9 @@ def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar],
     # A minute processed late (its run queued behind another, or a restart) gets the chain as
     # it stands now: the freshest quotes at the moment its decision is made. Each minute's
     # chain is stored under that minute, so a restore feeds the engine the same slices.
+    # The restored minutes were decided under the state of their time; new ones under today's.
+    engine.trading_state = state_of(current_state(store, mode, sess.date))
+    limit_hit_before = engine.loss_limit_hit
     run = SessionRun()
     chain_rows: list[dict[str, Any]] = []
     source = f"{settings.alphagen_data_provider}-live"
@@ -273,6 +279,9 @@ def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar],
         "trade_intents": run.intents,
     }
     result.rows = store.write(batches, RowMeta(mode, sess.date, session_version(sess.date), run_id))
+    if engine.loss_limit_hit and not limit_hit_before:
+        set_state(store, mode, sess.date, TradingState.HALTED, ExitReason.DAILY_LOSS_LIMIT.value, "risk",
+                  new_bars[-1].end, run_id)
     result.minutes = [b.start for b in new_bars]
     result.intents = run.intents
     for what, why in run.rejections:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from alphagen_core.calendar import Session
+from alphagen_core.control import current_state, set_state, state_of
 from alphagen_core.engine import slice_id_for
 from alphagen_core.gate import route
 from alphagen_core.interfaces import ExecutionClient, MarketDataClient
@@ -41,6 +42,7 @@ from alphagen_core.models import (
     OrderStatus,
     OrderUpdate,
     TradeIntent,
+    TradingState,
 )
 from alphagen_core.risk import RiskConfig, brackets, fees, round_trip_pnl
 from alphagen_core.settings import Settings
@@ -59,6 +61,7 @@ class TraderTimings:
     poll_s: float = 0.25  # table 7
     order_poll_s: float = 1.0  # each working order (after a first look at once)
     quote_poll_s: float = 1.0  # the held contract's quote (Schwab allows 120 requests a minute)
+    control_poll_s: float = 0.5  # control_events: an operator's halt or flatten is obeyed within 2 s
     flush_quotes_s: float = 5.0
     entry_ttl: dt.timedelta = dt.timedelta(minutes=2)  # older entries are not sent
     working_ttl: dt.timedelta = dt.timedelta(minutes=1)  # then cancel (entry) or re-price (exit)
@@ -120,11 +123,13 @@ class SessionTrader:
         self.waiting: list[TradeIntent] = []  # entries waiting for an exit to fill
         self.quotes: list[OptionQuote] = []
         self.stats = TraderStats()
-        self._last_quote_poll = self._last_flush = 0.0
+        self.state = TradingState.ACTIVE
+        self._last_quote_poll = self._last_flush = self._last_control_poll = 0.0
 
     # ---- the loop -----------------------------------------------------------------------------
 
     def run(self, stop: Callable[[], bool] = lambda: False) -> TraderStats:
+        self._read_control()
         self.reconcile()
         while not stop():
             self.heartbeat()
@@ -146,6 +151,10 @@ class SessionTrader:
         return now >= self.session.close and not self.held and not self.working
 
     def step(self, now: dt.datetime) -> None:
+        if time.monotonic() - self._last_control_poll >= self.t.control_poll_s:
+            self._read_control()
+        if self.state is TradingState.FLATTENING:
+            self._flatten_now(now)
         for intent in self._new_intents():
             self._take(intent, now)
         self._track(now)
@@ -244,6 +253,8 @@ class SessionTrader:
             if self._exit_working():
                 return self._drop(intent, "an exit is already working", now)
             return self._place(intent, self.held.position_id, now)
+        if self.state is not TradingState.ACTIVE:
+            return self._drop(intent, f"trading {self.state.value}", now)
         if self.held is not None or self._exit_working():
             self.waiting.append(intent)  # a rollover: its reversal close goes first
             return None
@@ -385,8 +396,12 @@ class SessionTrader:
             reason = ExitReason.STOP_LOSS
         elif quote is not None and quote.ask <= held.take_profit:
             reason = ExitReason.TAKE_PROFIT
-        if reason is None:
-            return
+        if reason is not None:
+            self._send_exit(reason, quote, now)
+
+    def _send_exit(self, reason: ExitReason, quote: OptionQuote | None, now: dt.datetime) -> None:
+        held = self.held
+        assert held is not None
         intent = TradeIntent(
             intent_id=f"int-{slice_id_for(now)}-{reason.value}-{len(self.done) + len(self.working)}",
             signal_id=None, est_timestamp=now, action=Action.BUY_TO_CLOSE, option_symbol=held.symbol,
@@ -395,6 +410,29 @@ class SessionTrader:
         )
         self._write({"trade_intents": [intent]})
         self._place(intent, held.position_id, now)
+
+    # ---- the trading state (control_events) ---------------------------------------------------
+
+    def _read_control(self) -> None:
+        self._last_control_poll = time.monotonic()
+        state = state_of(current_state(self.store, self.meta.mode, self.session.date))
+        if state is not self.state:
+            log.warning("trader.state", state=state.value, was=self.state.value)
+            self.state = state
+
+    def _flatten_now(self, now: dt.datetime) -> None:
+        """Close now, then halt: working entries are cancelled, the position is bought back at
+        a marketable limit, and once flat the trader records `halted`."""
+        for w in self.working.values():
+            if w.intent.action is Action.SELL_TO_OPEN and not w.cancel_sent:
+                self.broker.cancel(w.order_id)
+                w.cancel_sent = True
+        if self.held is not None and not self._exit_working():
+            self._send_exit(ExitReason.FLATTEN, None, now)
+        if self.held is None and not self.working:
+            set_state(self.store, self.meta.mode, self.session.date, TradingState.HALTED, "flattened", "trader",
+                      now, self.meta.run_id)
+            self.state = TradingState.HALTED
 
     # ---- writes -------------------------------------------------------------------------------
 

@@ -36,6 +36,16 @@ class ExitReason(StrEnum):
     REVERSAL = "reversal"
     CLOSE = "close"
     DAILY_LOSS_LIMIT = "daily_loss_limit"
+    FLATTEN = "flatten"  # the operator's `alphagen flatten`
+
+
+class TradingState(StrEnum):
+    """SPEC §6: `halted` opens nothing new (exits, stops and the flatten still run);
+    `flattening` closes the position now, then halts."""
+
+    ACTIVE = "active"
+    HALTED = "halted"
+    FLATTENING = "flattening"
 
 
 class OrderStatus(StrEnum):
@@ -152,6 +162,14 @@ class PositionState:  # table 5
     realized_pnl: float  # cumulative for the session, net of fees
     stop_loss: float | None
     take_profit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvent:  # control_events
+    est_timestamp: dt.datetime
+    state: TradingState
+    reason: str
+    source: str  # operator | risk | trader
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,18 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
+# SPEC §6 trading state: one row per change (operator command, a limit, the trader), version
+# "control". Not one of the eight tables of the replay: no version of a replay writes it.
+CONTROL_EVENTS = Table(
+    "control_events",
+    """
+    est_timestamp TIMESTAMPTZ NOT NULL,
+    state VARCHAR NOT NULL,  -- active | halted | flattening
+    source VARCHAR NOT NULL,  -- operator | risk | trader
+    reason VARCHAR NOT NULL""",
+    ("est_timestamp", "state", "source"),
+)
+_ALL_TABLES = {**TABLES, CONTROL_EVENTS.name: CONTROL_EVENTS}
 
 
 @dataclass(frozen=True)
@@ -259,7 +271,7 @@ class Store:
             with self.connect() as own:
                 self.ensure_schema(own)
             return
-        for table in TABLES.values():
+        for table in _ALL_TABLES.values():
             con.execute(table.ddl)
         self._schema_ready = True
 
@@ -276,7 +288,7 @@ class Store:
             self.ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
-                added = {t: _insert_new(con, TABLES[t], f, meta) for t, f in frames.items()}
+                added = {t: _insert_new(con, _ALL_TABLES[t], f, meta) for t, f in frames.items()}
                 con.execute("COMMIT")
             except BaseException:
                 # After a failed COMMIT (a full disk) DuckDB has already ended the transaction:

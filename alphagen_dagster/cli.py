@@ -418,6 +418,35 @@ def run(mode: str | None, host: str, port: int) -> None:
         raise click.ClickException("a service process stopped on its own; see the logs")
 
 
+def _control_command(state: str, summary: str):
+    """`alphagen halt|flatten|resume`: one append-only row in control_events (SPEC §6)."""
+
+    @click.option("--reason", default="operator command", show_default=True, help="Recorded with the change.")
+    @click.option("--mode", type=click.Choice(["paper", "live"]), help="Default: ALPHAGEN_MODE if paper or live, else paper.")
+    @click.option("--date", "day", callback=_date, help="The session (default: today's, on the service's clock).")
+    def command(reason: str, mode: str | None, day: dt.date | None) -> None:
+        from alphagen_core.control import set_state
+        from alphagen_core.models import TradingState
+        from alphagen_core.settings import get_settings
+        from alphagen_core.sim.clock import clock_from_settings
+        from alphagen_core.store import Store
+
+        settings = get_settings()
+        now = clock_from_settings(settings).now()
+        mode = mode or (settings.alphagen_mode.value if settings.alphagen_mode.value != "replay" else "paper")
+        day = day or now.date()
+        set_state(Store(settings.alphagen_duckdb_path), mode, day, TradingState(state), reason, "operator", now)
+        click.echo(f"{mode} session {day}: {state} ({reason}); a running session obeys within 2 s")
+
+    command.__doc__ = summary
+    return main.command(name={"halted": "halt", "flattening": "flatten", "active": "resume"}[state])(command)
+
+
+halt = _control_command("halted", "Open nothing new this session (exits, stops and the flatten still run).")
+flatten = _control_command("flattening", "Close the position now, then halt.")
+resume = _control_command("active", "Trade again after a halt.")
+
+
 @main.command("sim-session")
 @click.option("--date", "day", default="2024-12-12", callback=_date, show_default=True)
 @click.option("--source", help="Flat files to serve; default: the sim day built for this (alphagen_core/sim/days.py).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor, job
 
-from alphagen_dagster.ops import minute_increment, trading_session
+from alphagen_dagster.ops import minute_increment, set_trading_state, trading_session
 
 # Selected by group, not by importing the assets: this module is also loaded by the live
 # code location, whose minute runs must not import dbt.
@@ -27,3 +27,9 @@ def minute_job():
      description="The session trader for one day: orders, fills, stops (tables 2, 7, 8).")
 def session_job():
     trading_session()
+
+
+@job(executor_def=in_process_executor, tags={"alphagen/live": "control"},
+     description="Halt, flatten or resume today's session (config: state, reason): `alphagen halt|flatten|resume`.")
+def control_job():
+    set_trading_state()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from alphagen_dagster.jobs import minute_job, session_job
+from alphagen_dagster.jobs import control_job, minute_job, session_job
 from alphagen_dagster.resources import default_resources
 from alphagen_dagster.sensors import minute_sensor, session_sensor
 
 defs = Definitions(
-    jobs=[minute_job, session_job],
+    jobs=[minute_job, session_job, control_job],
     sensors=[minute_sensor, session_sensor],
     resources={k: v for k, v in default_resources().items() if k in ("store", "settings")},
     executor=in_process_executor,

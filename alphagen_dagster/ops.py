@@ -12,9 +12,11 @@ from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExec
 from alphagen_core.adapters.venues import broker_quotes, execution_client, market_data_client
 from alphagen_core.gate import route
 from alphagen_core.calendar import session
+from alphagen_core.control import set_state
 from alphagen_core.lease import SessionAlreadyRunning, SessionLease
 from alphagen_core.live_minute import run_minute_increment, session_version
 from alphagen_core.live_session import SessionTrader
+from alphagen_core.models import TradingState
 from alphagen_core.sim.clock import clock_from_settings
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
@@ -98,3 +100,26 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
         f"session {day} ended: {stats.orders_sent} orders sent, {stats.fills} fills, "
         f"{stats.reconciled_orders} reconciled, realized P/L ${stats.realized_pnl:,.2f}"
     )
+
+
+class ControlConfig(Config):
+    state: str = "halted"  # halted | flattening | active (`alphagen halt|flatten|resume`)
+    reason: str = "operator command (Dagster UI)"
+    session_date: str = ""  # default: today's session on the service's clock
+
+
+@op(tags={"alphagen/kind": "control"})
+def set_trading_state(context: OpExecutionContext, config: ControlConfig, store: StoreResource,
+                      settings: SettingsResource) -> None:
+    """Append the operator's trading state for the session to control_events; the running
+    session job obeys it within 2 s, and a relaunched one on start."""
+    cfg = settings.get()
+    now = clock_from_settings(cfg).now()
+    try:
+        state = TradingState(config.state)
+    except ValueError:
+        raise Failure(description=f"state must be one of {[s.value for s in TradingState]}") from None
+    day = dt.date.fromisoformat(config.session_date) if config.session_date else now.date()
+    mode = route(cfg).mode.value
+    set_state(store.store(), mode, day, state, config.reason, "operator", now, context.run_id)
+    context.log.info(f"{mode} session {day}: {state.value} ({config.reason})")

@@ -1,0 +1,42 @@
+"""The session's trading state (SPEC §6), kept append-only in `control_events`.
+
+An operator (`alphagen halt|flatten|resume`, or the `control` job in the UI), a risk limit or
+the trader appends a row; whoever trades reads the latest row of the (mode, session) and obeys
+it: a relaunched session job too, since it reads the table on start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from alphagen_core.models import ControlEvent, TradingState
+from alphagen_core.store import RowMeta, Store
+
+VERSION = "control"
+
+
+def set_state(store: Store, mode: str, session_date: dt.date, state: TradingState, reason: str, source: str,
+              at: dt.datetime, run_id: str = "cli") -> ControlEvent:
+    event = ControlEvent(at, state, reason, source)
+    store.write({"control_events": [event]}, RowMeta(mode, session_date, VERSION, run_id))
+    return event
+
+
+def current_state(store: Store, mode: str, session_date: dt.date) -> ControlEvent | None:
+    """The latest change for the session, or None (active: nothing was ever said). Latest by
+    the time it was appended: a simulated clock's timestamps and the wall clock's can mix."""
+    if not store.path.exists():
+        return None
+    rows = store.query(
+        """SELECT est_timestamp, state, reason, source FROM control_events
+           WHERE mode = ? AND session_date = ? ORDER BY written_at DESC LIMIT 1""",
+        [mode, session_date],
+    )
+    if rows.is_empty():
+        return None
+    r = rows.row(0, named=True)
+    return ControlEvent(r["est_timestamp"], TradingState(r["state"]), r["reason"], r["source"])
+
+
+def state_of(event: ControlEvent | None) -> TradingState:
+    return TradingState.ACTIVE if event is None else event.state

@@ -1,0 +1,106 @@
+"""The trading state of SPEC §6: `alphagen halt|flatten|resume` write control_events; a running
+session trader obeys within 2 s and a relaunched one on start; the engine opens nothing while
+halted. Real DuckDB file, the paper execution client, a real `alphagen` process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from alphagen_core.calendar import NY
+from alphagen_core.control import current_state, set_state
+from alphagen_core.engine import StrategyConfig
+from alphagen_core.live_session import TraderTimings
+from alphagen_core.models import Action, TradeIntent, TradingState
+from alphagen_core.sim.clock import SimClock
+from alphagen_core.store import RowMeta
+from alphagen_core.live_minute import session_version
+from tests.live.test_session_trader import DAY, SYMBOL, FixedQuotes, decided_entry, make
+from tests.test_strategy_rules import ENTRY_PRICES, UP, build, engine_for, merged, run
+
+TEN = dt.datetime(2024, 11, 27, 10, 0, 5, tzinfo=NY)
+
+
+def _later_entry(store, minute: int) -> TradeIntent:
+    intent = TradeIntent(f"int-2024-11-27T10:{minute:02}-1", f"sig-{minute}", TEN.replace(minute=minute),
+                         Action.SELL_TO_OPEN, SYMBOL, 5, 2.0, 4.0, 1.0, "entry")
+    store.write({"trade_intents": [intent]}, RowMeta("paper", DAY, session_version(DAY), "run-0"))
+    return intent
+
+
+def _statuses(store, intent_id: str) -> list[str]:
+    rows = store.query("SELECT status FROM executions WHERE intent_id = ? ORDER BY status", [intent_id])
+    return rows["status"].to_list()
+
+
+def test_a_halt_drops_new_entries_also_after_a_relaunch_and_resume_trades_again(tmp_path):
+    clock = SimClock(TEN, speed=1)
+    store, _, trader = make(tmp_path, clock, FixedQuotes(2.0, 2.1))
+    set_state(store, "paper", DAY, TradingState.HALTED, "test", "operator", clock.now())
+    first = decided_entry(store)
+    trader._read_control()
+    trader.reconcile()
+    trader.step(clock.now())
+    assert _statuses(store, first.intent_id) == ["CANCELED"] and trader.held is None
+    # a relaunched trader reads the state before anything else
+    _, _, relaunched = make(tmp_path, clock, FixedQuotes(2.0, 2.1))
+    second = _later_entry(store, 1)
+    relaunched._read_control()
+    relaunched.reconcile()
+    relaunched.step(clock.now())
+    assert _statuses(store, second.intent_id) == ["CANCELED"]
+    set_state(store, "paper", DAY, TradingState.ACTIVE, "test", "operator", clock.now() + dt.timedelta(seconds=1))
+    resumed = TradeIntent("int-2024-11-27T10:00-9", "sig-9", clock.now(), Action.SELL_TO_OPEN, SYMBOL, 5, 2.0,
+                          4.0, 1.0, "entry")
+    store.write({"trade_intents": [resumed]}, RowMeta("paper", DAY, session_version(DAY), "run-0"))
+    relaunched._read_control()
+    relaunched.step(clock.now())
+    assert _statuses(store, resumed.intent_id) == ["FILLED", "SUBMITTED"]
+
+
+def test_alphagen_flatten_closes_a_running_sessions_position_within_2_s_then_halts(tmp_path):
+    clock = SimClock(TEN, speed=1)
+    store, _, trader = make(tmp_path, clock, FixedQuotes(2.0, 2.1))
+    trader.t = TraderTimings()  # the service's own polling intervals
+    decided_entry(store)
+    stop = threading.Event()
+    thread = threading.Thread(target=trader.run, kwargs={"stop": stop.is_set}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while trader.held is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert trader.held is not None
+        env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": str(store.path), "ALPHAGEN_MODE": "paper"}
+        done = subprocess.run([str(Path(sys.executable).with_name("alphagen")), "flatten", "--date", str(DAY),
+                               "--reason", "test"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 30
+        while (trader.held is not None or trader.state is not TradingState.HALTED) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert trader.held is None
+    exits = store.query("SELECT reason FROM trade_intents WHERE action = 'BUY_TO_CLOSE'")
+    assert exits["reason"].to_list() == ["flatten"]
+    asked = store.query("SELECT written_at FROM control_events WHERE state = 'flattening'")["written_at"][0]
+    sent = store.query("""SELECT e.written_at FROM executions e JOIN trade_intents i USING (intent_id)
+                          WHERE i.action = 'BUY_TO_CLOSE' AND e.status = 'SUBMITTED'""")["written_at"][0]
+    assert (sent - asked).total_seconds() <= 2.0
+    latest = current_state(store, "paper", DAY)
+    assert (latest.state, latest.source, latest.reason) == (TradingState.HALTED, "trader", "flattened")
+
+
+def test_the_engine_opens_nothing_while_halted():
+    engine = engine_for(config=StrategyConfig())
+    engine.trading_state = TradingState.HALTED
+    outs = run(engine, build(UP + [102], prices=ENTRY_PRICES))
+    assert [i for i in merged(outs, "intents") if i.action is Action.SELL_TO_OPEN] == []
+    [signal] = merged(outs, "signals")
+    assert signal.drop_reason == "halted"
