@@ -62,6 +62,7 @@ class TraderTimings:
     order_poll_s: float = 1.0  # each working order (after a first look at once)
     quote_poll_s: float = 1.0  # the held contract's quote (Schwab allows 120 requests a minute)
     control_poll_s: float = 0.5  # control_events: an operator's halt or flatten is obeyed within 2 s
+    broker_poll_s: float = 15.0  # the broker's positions into table 3, compared with the book (the seeds' interval)
     flush_quotes_s: float = 5.0
     entry_ttl: dt.timedelta = dt.timedelta(minutes=2)  # older entries are not sent
     working_ttl: dt.timedelta = dt.timedelta(minutes=1)  # then cancel (entry) or re-price (exit)
@@ -124,7 +125,8 @@ class SessionTrader:
         self.quotes: list[OptionQuote] = []
         self.stats = TraderStats()
         self.state = TradingState.ACTIVE
-        self._last_quote_poll = self._last_flush = self._last_control_poll = 0.0
+        self.mismatches = 0  # consecutive broker polls that disagree with the book
+        self._last_quote_poll = self._last_flush = self._last_control_poll = self._last_broker_poll = 0.0
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -155,6 +157,8 @@ class SessionTrader:
             self._read_control()
         if self.state is TradingState.FLATTENING:
             self._flatten_now(now)
+        if time.monotonic() - self._last_broker_poll >= self.t.broker_poll_s:
+            self._check_positions(now)
         for intent in self._new_intents():
             self._take(intent, now)
         self._track(now)
@@ -200,24 +204,44 @@ class SessionTrader:
                 self.stats.reconciled_orders += 1
                 log.warning("trader.reconciled_unrecorded_order", intent_id=intent.intent_id)
         self._track(self.clock.now())  # fills of those orders first, then compare positions
-        self._check_positions()
+        self._check_positions(self.clock.now(), at_start=True)
         log.info("trader.reconciled", held=self.held.symbol if self.held else None,
                  working=len(self.working), done=len(self.done))
 
-    def _check_positions(self) -> None:
+    def _check_positions(self, now: dt.datetime, at_start: bool = False) -> None:
+        """The broker's positions into table 3, compared with the book (SPEC §6). A difference
+        that survives two polls halts the session (`position_mismatch`): one poll may fall
+        between a fill and the trader seeing it. At start, a short the book does not know is
+        adopted only with ALPHAGEN_ADOPT_UNKNOWN_POSITIONS=true; otherwise the session halts
+        (`unknown_position`) and the position is left to the operator."""
+        self._last_broker_poll = time.monotonic()
         try:
-            at_broker = {p.symbol: p for p in self.broker.positions() if p.quantity}
+            at_broker = [p for p in self.broker.positions() if p.quantity]
         except Exception as exc:  # noqa: BLE001 - reported; table 8 stays the book
             log.warning("trader.positions_unavailable", error=type(exc).__name__)
             return
+        self._write({"broker_positions": [
+            {"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
+             "market_value": p.market_value, "broker": route(self.settings).broker} for p in at_broker]})
         ours = {self.held.symbol: -self.held.qty} if self.held else {}
-        theirs = {s: p.quantity for s, p in at_broker.items()}
-        if ours != theirs:
-            log.warning("trader.position_mismatch", ours=ours, broker=theirs)
-        if self.held is None and len(at_broker) == 1:
-            (p,) = at_broker.values()
-            if p.quantity < 0:  # a short we do not know of: manage it by the rules
-                self._adopt(p)
+        theirs = {p.symbol: p.quantity for p in at_broker}
+        if at_start and not ours and len(at_broker) == 1 and at_broker[0].quantity < 0:
+            if self.settings.alphagen_adopt_unknown_positions:
+                log.warning("trader.adopted_unknown_position", symbol=at_broker[0].symbol)
+                self._adopt(at_broker[0])
+                return
+            return self._halt(f"unknown_position: the broker holds {theirs}, the book nothing", now)
+        self.mismatches = self.mismatches + 1 if ours != theirs else 0
+        if self.mismatches:
+            log.warning("trader.position_mismatch", ours=ours, broker=theirs, polls=self.mismatches)
+        if self.mismatches >= 2 and self.state is TradingState.ACTIVE:
+            self._halt(f"position_mismatch: the book holds {ours}, the broker {theirs}", now)
+
+    def _halt(self, reason: str, now: dt.datetime) -> None:
+        log.error("trader.halted", reason=reason)
+        set_state(self.store, self.meta.mode, self.session.date, TradingState.HALTED, reason, "trader", now,
+                  self.meta.run_id)
+        self.state = TradingState.HALTED
 
     def _adopt(self, p: BrokerPosition) -> None:
         credit = p.avg_price or 0.0
@@ -430,9 +454,7 @@ class SessionTrader:
         if self.held is not None and not self._exit_working():
             self._send_exit(ExitReason.FLATTEN, None, now)
         if self.held is None and not self.working:
-            set_state(self.store, self.meta.mode, self.session.date, TradingState.HALTED, "flattened", "trader",
-                      now, self.meta.run_id)
-            self.state = TradingState.HALTED
+            self._halt("flattened", now)
 
     # ---- writes -------------------------------------------------------------------------------
 

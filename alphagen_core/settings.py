@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     risk_max_daily_loss: NonNegativeFloat = 100_000.0  # dollars, realized + unrealized; 0 = off
     risk_max_entries_per_day: int = Field(40, ge=0)  # 0 = off
     order_max_deviation: PositiveFloat = 0.25  # an entry's limit at most this fraction of the mid from it
+    # A short found at the broker at start that the book does not know: manage it by the rules
+    # (true) or halt the session and leave it to the operator (false, the default).
+    alphagen_adopt_unknown_positions: bool = False
 
     # --- platform ---
     alphagen_mode: Mode = Mode.REPLAY

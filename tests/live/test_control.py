@@ -104,3 +104,63 @@ def test_the_engine_opens_nothing_while_halted():
     assert [i for i in merged(outs, "intents") if i.action is Action.SELL_TO_OPEN] == []
     [signal] = merged(outs, "signals")
     assert signal.drop_reason == "halted"
+
+
+# ---- broker truth (SPEC §6): the Schwab stand-in over real sockets -------------------------------
+
+
+def _schwab_trader(tmp_path, standin, clock, **settings):
+    from alphagen_core.adapters.schwab import SchwabExecution
+    from alphagen_core.live_session import SessionTrader
+    from alphagen_core.settings import Settings
+    from alphagen_core.store import Store
+    from alphagen_core.calendar import session
+    from tests.adapters.test_schwab_adapter import signed_in
+
+    _, schwab = signed_in(standin, tmp_path, clock)
+    cfg = Settings(_env_file=None, alphagen_mode="paper", alphagen_broker="schwab", schwab_base_url=standin.base_url,
+                   alphagen_duckdb_path=tmp_path / "db.duckdb", **settings)
+    store = Store(cfg.alphagen_duckdb_path)
+    timings = TraderTimings(poll_s=0.01, order_poll_s=0.0, quote_poll_s=0.0, broker_poll_s=0.0)
+    trader = SessionTrader(store, SchwabExecution(schwab, live_enabled=False), FixedQuotes(2.0, 2.1), cfg,
+                           session(DAY), SimClock(TEN, speed=1), "run-1", timings=timings)
+    return store, trader
+
+
+def test_a_position_that_appears_at_the_broker_mid_session_halts_at_the_second_poll(tmp_path):
+    from tests.adapters.test_schwab_standin import SkippingClock, make_standin
+
+    clock = SkippingClock()
+    with make_standin(clock) as standin:
+        store, trader = _schwab_trader(tmp_path, standin, clock)
+        trader._read_control()
+        trader.reconcile()  # flat and flat: poll 0
+        trader.step(trader.clock.now())
+        assert trader.state is TradingState.ACTIVE and trader.mismatches == 0
+        standin.set_position("QQQ   241127P00490000", -3, 1.5)  # someone else's order
+        trader.step(trader.clock.now())
+        assert trader.mismatches == 1 and trader.state is TradingState.ACTIVE
+        trader.step(trader.clock.now())
+        assert trader.state is TradingState.HALTED
+    latest = current_state(store, "paper", DAY)
+    assert latest.source == "trader" and latest.reason.startswith("position_mismatch")
+    table3 = store.query("SELECT DISTINCT symbol, quantity FROM broker_positions")
+    assert table3.rows() == [("O:QQQ241127P00490000", -3)]
+
+
+def test_an_unknown_short_at_start_halts_unless_adoption_is_allowed(tmp_path):
+    from tests.adapters.test_schwab_standin import SkippingClock, make_standin
+
+    for adopt in (False, True):
+        clock = SkippingClock()
+        with make_standin(clock) as standin:
+            standin.set_position("QQQ   241127P00490000", -3, 1.5)
+            store, trader = _schwab_trader(tmp_path / str(adopt), standin, clock,
+                                           alphagen_adopt_unknown_positions=adopt)
+            trader._read_control()
+            trader.reconcile()
+        if adopt:
+            assert trader.held is not None and trader.held.qty == 3 and trader.state is TradingState.ACTIVE
+        else:
+            assert trader.held is None and trader.state is TradingState.HALTED
+            assert current_state(store, "paper", DAY).reason.startswith("unknown_position")
