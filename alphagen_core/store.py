@@ -31,6 +31,10 @@ import structlog
 log = structlog.get_logger(__name__)
 
 NY_TZ = "America/New_York"
+# DuckDB's buffer pool defaults to 80% of the machine's memory and keeps the pages it has read:
+# a replay holds one connection for its whole range, so a year's replay grew by the pages of
+# every day it wrote (BENCHMARKS.md, "Year replay"). Evicted pages are read again from the file.
+MEMORY_LIMIT = "256MB"
 META_COLUMNS = ("mode", "session_date", "version", "run_id", "written_at")
 _META_DDL = """
     mode VARCHAR NOT NULL,
@@ -258,6 +262,7 @@ class Store:
                 delay = min(delay * 2, 1.0)
         try:
             con.execute(f"SET TimeZone = '{NY_TZ}'")
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             yield con
         finally:
             con.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
-import multiprocessing.util
 import os
 import signal
 import sqlite3
@@ -15,9 +13,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import click
+
+from alphagen_dagster.teardown import exit_without_teardown
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_DAYS = (dt.date(2024, 11, 25), dt.date(2024, 12, 2))  # five sessions, 11-29 closes at 13:00
@@ -74,30 +73,6 @@ def replay(start: dt.date, end: dt.date | None, source: str | None) -> None:
     exit_without_teardown(0 if run_replay(start, end or start, source) else 1)
 
 
-def exit_without_teardown(code: int) -> NoReturn:
-    """End the process without Python's interpreter teardown: with Dagster and dbt loaded it
-    spends about a second unloading thousands of modules. By now the Dagster instance, DuckDB
-    (dbt releases it after its build) and the log files are closed; only buffers remain."""
-    _end_unused_dbt_workers()
-    # multiprocessing's own exit hook (what atexit would run): it frees the chart pool's
-    # semaphores, which its resource tracker would otherwise report as leaked.
-    multiprocessing.util._exit_function()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _end_unused_dbt_workers() -> None:
-    """A dbt worker started for a run that never reached its dbt step (no day replayed, a full
-    disk) is still parsing. os._exit skips the atexit hook that would close it, so it would
-    die on its closed pipe seconds after this process, printing a BrokenPipeError traceback
-    under the command's last line. It was never asked to build (it holds no file): kill it."""
-    dbt_process = sys.modules.get("alphagen_dagster.dbt_process")
-    while dbt_process is not None and dbt_process._waiting:
-        dbt_process._waiting.popitem()[1]._proc.kill()
-
-
 def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     from alphagen_core.calendar import NY
     from alphagen_core.settings import load_settings
@@ -123,7 +98,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     log_dir.mkdir(exist_ok=True)
     log_file = log_dir / f"replay-{days[0]}-{days[-1]}.log"
     run_id = str(uuid.uuid4())
-    with open_instance() as instance:
+    with open_instance(for_cli_run=True) as instance:
         release_dead_runs(instance, click.echo)
         _wait_for_the_duckdb_slot(instance)
         # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from alphagen_dagster.teardown import exit_without_teardown
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
 # No dbt.log (dbt scrubs every line of it for secrets: ~0.4 s), no colours; what dbt says
 # comes back as {"log": ...} lines and the step prints it.
@@ -122,7 +124,10 @@ def _serve(target: str) -> int:
     os.dup2(2, 1)  # anything dbt or a library prints goes to stderr, not into the protocol
 
     def send(**message: Any) -> None:
-        out.write(json.dumps(message, default=str) + "\n")
+        try:
+            out.write(json.dumps(message, default=str) + "\n")
+        except BrokenPipeError:  # the parent is gone (it ended, or was killed): so are we, quietly
+            exit_without_teardown(0)
 
     args = dbt_args(Path(target))
     errors: list[str] = []
@@ -167,8 +172,6 @@ def _serve(target: str) -> int:
         errors.append("dbt build reported failure (see the dbt output above)")
     send(done=built.success and not errors, errors=errors)
     out.close()
-    from alphagen_dagster.cli import exit_without_teardown
-
     exit_without_teardown(0)  # dbt is done and the file released; unloading dbt takes ~0.5 s
 
 

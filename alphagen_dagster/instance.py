@@ -66,14 +66,20 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def open_instance(home: Path | None = None):
+def open_instance(home: Path | None = None, *, for_cli_run: bool = False):
     """The instance of `home` (default: DAGSTER_HOME), with a home broken by a concurrent
-    first use explained."""
+    first use explained.
+
+    `for_cli_run`: the same storages, without capturing the run's stdout and stderr. Dagster's
+    local capture mirrors them to the terminal through `tail -F` child processes in the
+    command's process group: a Ctrl-C at the terminal killed those (two KeyboardInterrupt
+    tracebacks) and the replay's lines stopped reaching the screen. A CLI run's output goes
+    to the terminal and its log file instead; its events are in the UI as for any run."""
     from dagster import DagsterInstance
 
     home = home or Path(os.environ["DAGSTER_HOME"])
     try:
-        instance = DagsterInstance.from_config(str(home))
+        instance = DagsterInstance.from_config(str(home), _cli_config(home) if for_cli_run else "dagster.yaml")
     except Exception as exc:
         if "more than one head" in str(exc):
             raise BrokenHomeError(
@@ -84,6 +90,17 @@ def open_instance(home: Path | None = None):
         raise
     with instance:
         yield instance
+
+
+def _cli_config(home: Path) -> str:
+    import yaml
+
+    config = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
+    config["compute_logs"] = {  # referenced by module path, as in any dagster.yaml
+        "module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}
+    name = ".alphagen-cli.yaml"
+    (home / name).write_text(yaml.safe_dump(config))
+    return name
 
 
 def this_process() -> str:
