@@ -31,6 +31,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_live.py
+	$(BIN)/python benchmarks/bench_year.py
 
 ui: setup
 	bash scripts/ui.sh

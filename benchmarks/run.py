@@ -83,6 +83,13 @@ def cached_day_replay(folder: Path, cache: Path, day: dt.date, runs: int) -> tup
     return median(totals), median(engine_per_minute)
 
 
+def replay_env(home: Path, db: Path, cache: Path, charts: Path) -> dict[str, str]:
+    """The environment of a benchmarked `alphagen replay`: its own Dagster instance, DuckDB file,
+    flat-file cache and chart folder."""
+    return {**os.environ, "DAGSTER_HOME": str(home), "ALPHAGEN_DUCKDB_PATH": str(db),
+            "ALPHAGEN_CACHE_DIR": str(cache), "ALPHAGEN_CHART_DIR": str(charts)}
+
+
 def whole_process_replay(folder: Path, tmp: Path, cache: Path, start: dt.date, end: dt.date, runs: int) -> list[float]:
     """Each run starts from an empty DuckDB file at the same path, with the Dagster instance
     (DAGSTER_HOME), dbt's kept target and the flat-file cache of the runs before it, as a
@@ -92,8 +99,7 @@ def whole_process_replay(folder: Path, tmp: Path, cache: Path, start: dt.date, e
     for i in range(runs):
         for stale in tmp.glob("replay.duckdb*"):
             stale.unlink()
-        env = {**os.environ, "DAGSTER_HOME": str(tmp / "dagster_home"), "ALPHAGEN_DUCKDB_PATH": str(db),
-               "ALPHAGEN_CACHE_DIR": str(cache), "ALPHAGEN_CHART_DIR": str(tmp / f"charts{i}")}
+        env = replay_env(tmp / "dagster_home", db, cache, tmp / f"charts{i}")
         t = time.perf_counter()
         subprocess.run([str(BIN / "alphagen"), "replay", "--start", str(start), "--end", str(end), "--source", str(folder)],
                        check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
