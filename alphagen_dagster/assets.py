@@ -22,7 +22,7 @@ from dagster import (
     multi_asset,
 )
 
-from alphagen_core.adapters.polygon.flatfiles import FlatFileError, load_day
+from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
 from alphagen_core.calendar import is_trading_day, session
 from alphagen_core.chart import write_day_chart
 from alphagen_core.engine import StrategyConfig
@@ -34,7 +34,7 @@ from alphagen_core.replay import (
     run_session,
     tables_for,
 )
-from alphagen_core.store import RowMeta, is_disk_full
+from alphagen_core.store import RowMeta, Store, is_disk_full
 from alphagen_dagster import dbt_process, stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
@@ -120,63 +120,26 @@ def replay_tables(
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
-        renderer = None
+        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart)
         for day in days:
             if (reason := stop.requested()) is not None:
                 failures.update(dict.fromkeys(days[len(summaries) + len(failures):], f"not replayed: {reason}"))
                 context.log.warning(f"stopping: {reason}; {len(summaries)} of {len(days)} days replayed")
                 break
-            sess = session(day)
             try:
-                data = load_day(
-                    source,
-                    sess,
-                    equity_ticker=cfg.polygon_equity_ticker,
-                    underlying=cfg.polygon_options_underlying,
-                    cache_dir=Path(flatfiles.cache_dir),
-                )
-            except FlatFileError as exc:
-                failures[day] = str(exc)
-                progress.failed(day, str(exc))
-                continue
-            except OSError as exc:
-                _raise_if_disk_full(exc, day, flatfiles.cache_dir)
-                failures[day] = f"{type(exc).__name__}: {exc}"
-                progress.failed(day, failures[day])
-                continue
-            if renderer is None:
-                # The DuckDB file is created (and held open) only once a day has data to
-                # write: a range that replays nothing leaves nothing behind. Held for the
-                # whole range, each day still commits its own transaction (a day is all or
-                # nothing), but the file is opened and its WAL checkpointed once per run.
-                stack.enter_context(db.connect())
-                # Charts are rendered in a worker process, beside the replay (about 0.1 s a
-                # day of matplotlib). Spawned, not forked: this process runs Dagster's threads.
-                renderer = (
-                    stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                            initializer=_leave_signals_to_the_replay))
-                    if cfg.feature_enable_chart else False
-                )
-            try:
-                slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
-                run = run_session(sess, slices, strategy)
-                src = f"flatfiles:{source.name}"
-                batches = tables_for(
-                    run,
-                    equity_bar_rows(data.equity, src),
-                    option_quote_rows(data.options, cfg.paper_half_spread, src),
-                )
-                added = db.write(batches, RowMeta("replay", day, version, context.run.run_id))
-            except Exception as exc:  # one day's bad data must not take the range down
-                _raise_if_disk_full(exc, day, db.path)
-                context.log.debug(f"{day}: {traceback.format_exc()}")
-                failures[day] = f"{type(exc).__name__}: {exc}"
-                progress.failed(day, failures[day])
+                data, slices, run, added = _replay_day(
+                    day, source, Path(flatfiles.cache_dir), cfg, strategy, opened,
+                    RowMeta("replay", day, version, context.run.run_id))
+            except _DayFailed as failed:
+                if failed.__cause__ is not None:
+                    context.log.debug(f"{day}: {''.join(traceback.format_exception(failed.__cause__))}")
+                failures[day] = str(failed)
+                progress.failed(day, str(failed))
                 continue
             checks.add(day, run)
-            if renderer:
+            if opened.renderer is not None:
                 path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
-                charts[day] = renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
+                charts[day] = opened.renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
             dropped = {k: v for k, v in data.rejected.items() if v}
             summaries.append(
                 {"day": day, "bars": len(slices), "signals": len(run.signals), "round_trips": run.round_trips,
@@ -200,6 +163,59 @@ def replay_tables(
     yield from checks.results()
     if failures and not runs_dbt:  # else the dbt step fails the run once the marts are built
         raise Failure(description=_failure_list(f"{len(failures)} of {len(days)} days failed", failures))
+
+
+class _DayFailed(Exception):
+    """One day could not be replayed; the message says why in a line."""
+
+
+def _replay_day(day: dt.date, source, cache_dir: Path, cfg, strategy: StrategyConfig,
+                opened: "_OnFirstWrite", meta: RowMeta) -> tuple[DayData, list, SessionRun, dict[str, int]]:
+    """Read, run and write one day (one transaction), or _DayFailed; a full disk is a Failure
+    of the whole range."""
+    sess = session(day)
+    try:
+        data = load_day(source, sess, equity_ticker=cfg.polygon_equity_ticker,
+                        underlying=cfg.polygon_options_underlying, cache_dir=cache_dir)
+    except FlatFileError as exc:
+        raise _DayFailed(str(exc)) from None
+    except OSError as exc:
+        _raise_if_disk_full(exc, day, cache_dir)
+        raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc
+    db = opened.store()
+    try:
+        slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
+        run = run_session(sess, slices, strategy)
+        src = f"flatfiles:{source.name}"
+        batches = tables_for(run, equity_bar_rows(data.equity, src),
+                             option_quote_rows(data.options, cfg.paper_half_spread, src))
+        added = db.write(batches, meta)
+    except Exception as exc:  # one day's bad data must not take the range down
+        _raise_if_disk_full(exc, day, db.path)
+        raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc
+    return data, slices, run, added
+
+
+class _OnFirstWrite:
+    """What a range opens once its first day has data to write, so that a range that replays
+    nothing leaves nothing behind: the DuckDB file, held open for the range (each day still
+    commits its own transaction, but the file is opened and its WAL checkpointed once per run),
+    and the chart renderer, a worker process beside the replay (about 0.1 s a day of
+    matplotlib; spawned, not forked: this process runs Dagster's threads)."""
+
+    def __init__(self, stack: contextlib.ExitStack, db: Store, charts: bool) -> None:
+        self._stack, self._db, self._charts = stack, db, charts
+        self._opened = False
+        self.renderer: ProcessPoolExecutor | None = None
+
+    def store(self) -> Store:
+        if not self._opened:
+            self._opened = True
+            self._stack.enter_context(self._db.connect())
+            if self._charts:
+                self.renderer = self._stack.enter_context(ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_signals_to_the_replay))
+        return self._db
 
 
 def _leave_signals_to_the_replay() -> None:

@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
-mkdir -p "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# Create and initialise the home once, under its lock, before two processes open it at once.
+.venv/bin/python -c "from alphagen_dagster.instance import dagster_home; dagster_home()"
 .venv/bin/dagster-daemon run -w workspace.yaml &
 daemon=$!
 trap 'kill $daemon 2>/dev/null' EXIT
