@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
-from alphagen_core.calendar import is_trading_day, session
+from alphagen_core.calendar import is_trading_day, live_session_at, session
 from alphagen_core.chart import write_day_chart
 from alphagen_core.engine import StrategyConfig
 from alphagen_core.replay import (
@@ -34,6 +34,7 @@ from alphagen_core.replay import (
     run_session,
     tables_for,
 )
+from alphagen_core.sim.clock import Clock, clock_from_settings
 from alphagen_core.store import RowMeta, Store, is_disk_full
 from alphagen_dagster import dbt_process, stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
@@ -120,7 +121,7 @@ def replay_tables(
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
-        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart)
+        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart, clock_from_settings(cfg))
         for day in days:
             if (reason := stop.requested()) is not None:
                 failures.update(dict.fromkeys(days[len(summaries) + len(failures):], f"not replayed: {reason}"))
@@ -198,24 +199,40 @@ def _replay_day(day: dt.date, source, cache_dir: Path, cfg, strategy: StrategyCo
 
 class _OnFirstWrite:
     """What a range opens once its first day has data to write, so that a range that replays
-    nothing leaves nothing behind: the DuckDB file, held open for the range (each day still
-    commits its own transaction, but the file is opened and its WAL checkpointed once per run),
-    and the chart renderer, a worker process beside the replay (about 0.1 s a day of
-    matplotlib; spawned, not forked: this process runs Dagster's threads)."""
+    nothing leaves nothing behind:
+    - the DuckDB file, held open between days outside a live session's window (each day still
+      commits its own transaction, but the file is opened and its WAL checkpointed once per
+      run: half the write time). Inside the window (open - 30 min to close + 30 min, on the
+      service's clock) it is opened for each day's write only, so a live minute run or the
+      session trader waits for one day's commit at most, never for a whole range.
+    - the chart renderer, a worker process beside the replay (about 0.1 s a day of matplotlib;
+      spawned, not forked: this process runs Dagster's threads)."""
 
-    def __init__(self, stack: contextlib.ExitStack, db: Store, charts: bool) -> None:
-        self._stack, self._db, self._charts = stack, db, charts
-        self._opened = False
+    def __init__(self, stack: contextlib.ExitStack, db: Store, charts: bool, clock: Clock) -> None:
+        self._stack, self._db, self._charts, self._clock = stack, db, charts, clock
+        self._started = False
+        self._held: contextlib.ExitStack | None = None
         self.renderer: ProcessPoolExecutor | None = None
 
     def store(self) -> Store:
-        if not self._opened:
-            self._opened = True
-            self._stack.enter_context(self._db.connect())
+        if not self._started:
+            self._started = True
+            self._stack.callback(self._release)
             if self._charts:
                 self.renderer = self._stack.enter_context(ProcessPoolExecutor(
                     1, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_signals_to_the_replay))
+        live = live_session_at(self._clock.now()) is not None
+        if live:
+            self._release()
+        elif self._held is None:
+            self._held = contextlib.ExitStack()
+            self._held.enter_context(self._db.connect())
         return self._db
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
 def _leave_signals_to_the_replay() -> None:

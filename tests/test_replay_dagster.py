@@ -243,3 +243,27 @@ def test_replay_from_s3_equals_local_folder_and_keeps_secrets_out(tmp_path, flat
         if "source" in local.columns:
             local, remote = local.drop("source"), remote.drop("source")
         assert remote.equals(local), table
+
+
+def _locked_for_another_process(db: Path) -> bool:
+    import subprocess
+    import sys
+
+    probe = f"import duckdb\ntry:\n duckdb.connect({str(db)!r}).close()\nexcept duckdb.Error:\n print('locked')"
+    return "locked" in subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize(("clock_at", "held"), [("10:00", False), ("20:00", True)])
+def test_a_replay_holds_the_duckdb_file_between_days_only_outside_a_live_window(tmp_path, clock_at, held):
+    import contextlib
+
+    from alphagen_core.sim.clock import SimClock
+    from alphagen_dagster.assets import _OnFirstWrite
+
+    db = Store(tmp_path / "alphagen.duckdb")
+    db.ensure_schema()
+    clock = SimClock(dt.datetime.combine(dt.date(2024, 12, 2), dt.time.fromisoformat(clock_at), tzinfo=NY), speed=1)
+    with contextlib.ExitStack() as stack:
+        _OnFirstWrite(stack, db, False, clock).store()  # between two days' writes
+        assert _locked_for_another_process(db.path) is held
+    assert not _locked_for_another_process(db.path)

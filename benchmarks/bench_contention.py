@@ -1,0 +1,84 @@
+"""`make bench`, fourth step: how long a concurrent replay delays a live write to the DuckDB file.
+
+    .venv/bin/python benchmarks/bench_contention.py [--days 20]
+
+A 20-day `alphagen replay` runs as a whole process while this process writes one live row (a
+broker position line, as the session trader does every 15 s) every 0.2 s to the same file
+through `Store`, and times each write, lock wait included. Twice: with the service's clock
+inside a session's live window (the replay then opens the file for each day's write only), and
+outside it (the replay holds the file between days, the faster way when nothing else writes).
+Prints the writes' median, p99 and max. The flat files come from bench_year's cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from alphagen_core.calendar import NY, trading_days  # noqa: E402
+from alphagen_core.store import RowMeta, Store  # noqa: E402
+from benchmarks.bench_year import flat_files  # noqa: E402
+from benchmarks.run import replay_env  # noqa: E402
+
+BIN = Path(sys.executable).parent
+WRITE_EVERY_S = 0.2
+LIMIT_S = 600  # the whole measurement ends by itself
+
+
+def _live_write(store: Store, n: int) -> float:
+    row = {"est_timestamp": dt.datetime(2024, 12, 2, 10, tzinfo=NY) + dt.timedelta(seconds=n),
+           "symbol": "O:QQQ241202P00500000", "quantity": -5, "avg_price": 2.0, "market_value": None, "broker": "paper"}
+    started = time.perf_counter()
+    store.write({"broker_positions": [row]}, RowMeta("paper", dt.date(2024, 12, 2), "live-bench", "bench"))
+    return time.perf_counter() - started
+
+
+def measure(flatfiles: Path, days: list[dt.date], live_window: bool, tmp: Path) -> list[float]:
+    db = tmp / "alphagen.duckdb"
+    Store(db).ensure_schema()
+    env = replay_env(tmp / "dagster_home", db, tmp / "cache", tmp / "charts")
+    # The service's clock: 10:00 on a trading day (inside the window) or 20:00 (outside).
+    env.update(ALPHAGEN_SIM_START=f"2024-12-02T{'10' if live_window else '20'}:00:00",
+               ALPHAGEN_SIM_EPOCH=str(time.time()), ALPHAGEN_SIM_SPEED="1")
+    replay = subprocess.Popen([str(BIN / "alphagen"), "replay", "--start", str(days[0]), "--end", str(days[-1]),
+                               "--source", str(flatfiles)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    store, waits, deadline = Store(db), [], time.monotonic() + LIMIT_S
+    while replay.poll() is None and time.monotonic() < deadline:
+        waits.append(_live_write(store, len(waits)))
+        time.sleep(WRITE_EVERY_S)
+    out, _ = replay.communicate(timeout=60)
+    if replay.returncode != 0:
+        raise SystemExit(f"the replay failed:\n{out}")
+    return waits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=20)
+    args = parser.parse_args()
+    days = trading_days(dt.date(2024, 1, 2), dt.date(2024, 12, 31))[: args.days]
+    flatfiles = ROOT / "data" / "bench" / "flatfiles-2024"
+    flat_files(flatfiles, days, full_size=False)
+    print(f"`.venv/bin/python benchmarks/bench_contention.py --days {args.days}` ({dt.date.today()})\n")
+    print("| the replay's clock | live writes | median | p99 | max |")
+    print("|---|---:|---:|---:|---:|")
+    for live in (True, False):
+        with tempfile.TemporaryDirectory(prefix="alphagen-bench-contention-") as tmp:
+            waits = sorted(measure(flatfiles, days, live, Path(tmp)))
+        p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))]
+        label = "inside a live window (file opened per day)" if live else "outside (file held between days)"
+        print(f"| {label} | {len(waits)} | {statistics.median(waits):.3f} s | {p99:.3f} s | {waits[-1]:.3f} s |")
+
+
+if __name__ == "__main__":
+    main()
