@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/bench_live.py
 	$(BIN)/python benchmarks/bench_year.py
+	$(BIN)/python benchmarks/bench_contention.py
 
 ui: setup
 	bash scripts/ui.sh

@@ -35,6 +35,9 @@ NY_TZ = "America/New_York"
 # a replay holds one connection for its whole range, so a year's replay grew by the pages of
 # every day it wrote (BENCHMARKS.md, "Year replay"). Evicted pages are read again from the file.
 MEMORY_LIMIT = "256MB"
+# Lock waits poll at most this far apart: another writer holds the file for a fraction of a
+# second (a replayed day's commit), and a longer sleep would overshoot the moment it is free.
+_MAX_LOCK_POLL_S = 0.1
 META_COLUMNS = ("mode", "session_date", "version", "run_id", "written_at")
 _META_DDL = """
     mode VARCHAR NOT NULL,
@@ -259,7 +262,7 @@ class Store:
                         f"{self.lock_timeout_s:g}s"
                     ) from None
                 time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, _MAX_LOCK_POLL_S)
         try:
             con.execute(f"SET TimeZone = '{NY_TZ}'")
             con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
