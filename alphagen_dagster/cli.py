@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -260,16 +261,54 @@ def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
 @main.command()
 @click.option("--for-date", callback=_date, help="One day; default: every day.")
 @click.option("--mode", type=click.Choice(["replay", "paper", "live"]), help="Default: all modes.")
-def report(for_date: dt.date | None, mode: str | None) -> None:
-    """Print daily P/L from the dbt mart `daily_pnl`."""
-    click.echo(pnl_table(for_date, mode))
+@click.option("--stats", is_flag=True, help="The performance summary (dbt mart performance_summary) instead.")
+def report(for_date: dt.date | None, mode: str | None, stats: bool) -> None:
+    """Print daily P/L from the dbt mart `daily_pnl` (or, with --stats, the performance summary)."""
+    click.echo(stats_table(mode) if stats else pnl_table(for_date, mode))
 
 
-def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
+def _mart(sql: str, params: list | None = None):
     from alphagen_core.settings import get_settings
     from alphagen_core.store import Store
 
-    store = Store(get_settings().alphagen_duckdb_path)
+    missing = click.ClickException("no P/L marts yet: run `alphagen replay` or `alphagen demo` first")
+    path = get_settings().alphagen_duckdb_path
+    if not path.exists():
+        raise missing
+    try:
+        return Store(path).query(sql, params or None)
+    except Exception as exc:  # the marts are missing until the first replay's dbt build
+        if "does not exist" in str(exc):
+            raise missing from None
+        raise
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"  # an undefined ratio (no trades, no losses, no deviation)
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def stats_table(mode: str | None = None) -> str:
+    """performance_summary, one column per (mode, variant), one line per figure (SPEC §7)."""
+    frame = _mart("SELECT * FROM performance_summary" + (" WHERE mode = ?" if mode else "") + " ORDER BY mode, variant",
+                  [mode] if mode else None)
+    if frame.is_empty():
+        return "no sessions for that selection"
+    rows = list(frame.iter_rows(named=True))
+    width = 16
+    lines = [f"{'':<24}" + "".join(f"{r['mode'] + '/' + r['variant']:>{width}}" for r in rows)]
+    for name in frame.columns[2:]:
+        cells = [_cell(r[name]) for r in rows]
+        lines.append(f"{name:<24}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
+def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
     where, params = [], []
     if for_date:
         where.append("trade_date = ?")
@@ -278,12 +317,7 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
         where.append("mode = ?")
         params.append(mode)
     sql = "SELECT * FROM daily_pnl" + (f" WHERE {' AND '.join(where)}" if where else "")
-    try:
-        frame = store.query(sql + " ORDER BY trade_date, mode", params or None)
-    except Exception as exc:  # the mart is missing until the first replay
-        if "daily_pnl" in str(exc):
-            raise click.ClickException("no daily_pnl yet: run `alphagen replay` or `alphagen demo` first") from None
-        raise
+    frame = _mart(sql + " ORDER BY trade_date, mode", params)
     if frame.is_empty():
         return "no P/L rows for that selection"
     header = f"{'date':<12}{'mode':<8}{'trades':>7}{'wins':>6}{'losses':>7}{'fees':>12}{'realized P/L':>16}"
@@ -472,8 +506,9 @@ def demo(out: Path) -> None:
     if not run_replay(start, end, str(out)):
         raise click.ClickException("the replay failed; see the messages above")
     settings = get_settings()
-    click.echo("3/3 daily P/L (dbt mart daily_pnl)\n")
+    click.echo("3/3 daily P/L (dbt mart daily_pnl) and the performance summary (performance_summary)\n")
     click.echo(pnl_table(mode="replay"))
+    click.echo("\n" + stats_table(mode="replay"))
     click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
     click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/")
     click.echo("Dagster UI:  make ui  (then http://127.0.0.1:3000)")

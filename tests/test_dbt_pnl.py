@@ -453,3 +453,46 @@ def test_relative_database_path_is_refused(tmp_path: Path):
     assert "must be an absolute path" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "alphagen.duckdb").exists()
     assert project_files() == before
+
+
+def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trades(built):
+    """SPEC §7 recomputed here from the marts it is built on; dbt's unit tests (hand-made rows,
+    edge cases) ran in the same build."""
+    import math
+    import statistics
+
+    db_path, run = built
+    for unit_test in ("equity_curve_peaks_from_zero_and_draws_down", "performance_summary_formulas"):
+        assert any(unit_test in line and " PASS " in line for line in run.output.splitlines()), run.output
+    daily = read(db_path, "SELECT mode, trade_date, realized_pnl FROM daily_pnl ORDER BY mode, trade_date")
+    trades = read(db_path, "SELECT mode, pnl, exit_reason FROM trades")
+    summary = {r["mode"]: r for r in read(db_path, "SELECT * FROM performance_summary")}
+    curve = read(db_path, "SELECT mode, trade_date, cumulative_pnl, peak, drawdown FROM equity_curve ORDER BY mode, trade_date")
+    assert summary.keys() == {r["mode"] for r in daily}
+    for mode, s in summary.items():
+        d = [float(r["realized_pnl"]) for r in daily if r["mode"] == mode]
+        t = [float(r["pnl"]) for r in trades if r["mode"] == mode]
+        cumulative, peak, expected_curve = 0.0, 0.0, []
+        for x in d:
+            cumulative += x
+            peak = max(peak, cumulative)
+            expected_curve.append((round(cumulative, 2), round(peak, 2), round(cumulative - peak, 2)))
+        assert [(float(c["cumulative_pnl"]), float(c["peak"]), float(c["drawdown"]))
+                for c in curve if c["mode"] == mode] == expected_curve
+        wins, losses = [x for x in t if x > 0], [x for x in t if x < 0]
+        sd = statistics.stdev(d) if len(d) > 1 else 0.0
+        downside = math.sqrt(sum(min(x, 0) ** 2 for x in d) / len(d))
+        expected = {
+            "sessions": len(d), "trades": len(t), "wins": len(wins), "losses": len(losses),
+            "total_pnl": round(sum(d), 2), "max_drawdown": min(dd for _, _, dd in expected_curve),
+            "win_rate": round(len(wins) / len(t), 4) if t else None,
+            "profit_factor": round(sum(wins) / abs(sum(losses)), 4) if losses else None,
+            "expectancy": round(sum(d) / len(t), 2) if t else None,
+            "sharpe": round(statistics.mean(d) / sd * math.sqrt(252), 4) if sd else None,
+            "sortino": round(statistics.mean(d) / downside * math.sqrt(252), 4) if downside else None,
+            "return_on_capital": round(sum(d) / 5_000_000, 6),
+            "exits_stop_loss": sum(r["exit_reason"] == "stop_loss" for r in trades if r["mode"] == mode),
+        }
+        got = {k: (None if s[k] is None else float(s[k]) if k not in ("sessions", "trades", "wins", "losses",
+                                                                      "exits_stop_loss") else s[k]) for k in expected}
+        assert got == pytest.approx(expected, abs=1e-4), mode

@@ -152,6 +152,12 @@ def test_a_day_without_a_crossover_replays_and_the_marts_are_built(quiet_day_rep
     assert rows[str(FLAT)] == (0, 0.0)
     assert rows[str(A)][0] > 0 and rows[str(B)][0] > 0
     assert cli.query("SELECT count(*) FROM daily_pnl") == [(3,)]
+    # the quiet day counts as a session with 0 in the performance summary (SPEC §7)
+    code, stats = cli.run("report", "--stats", timeout=60)
+    assert code == 0, stats
+    figures = dict(line.split(None, 1) for line in stats.splitlines()[1:])
+    assert figures["sessions"].strip() == "3" and figures["worst_day"].strip() != "-"
+    assert figures["trades"].strip() == f"{rows[str(A)][0] + rows[str(B)][0]:,}"
 
 
 @pytest.fixture(scope="module")

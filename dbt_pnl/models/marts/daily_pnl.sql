@@ -4,6 +4,7 @@
 --   fees:         sum of fees of FILLED executions
 --   trades:       completed round trips (positions with an exit fill), from `trades`
 --   wins/losses:  round trips whose P/L (sum of their fills' pnl_contrib) is > 0 / < 0
+--   variant:      the named strategy settings (SPEC §7); `base` until replays record theirs
 with sessions as (
     select mode, session_date, version from {{ ref('stg_latest_versions') }}
 ),
@@ -38,6 +39,7 @@ select
     cast(coalesce(round_trips.trades, 0) as bigint) as trades,
     cast(coalesce(round_trips.wins, 0) as bigint) as wins,
     cast(coalesce(round_trips.losses, 0) as bigint) as losses,
+    'base' as variant,
     sessions.version
 from sessions
 left join fills
