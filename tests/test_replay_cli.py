@@ -374,3 +374,19 @@ def test_a_full_disk_fails_the_replay_with_a_plain_message(tmp_path, flatfiles):
         assert [str(day) for (day,) in landed] == days[:days.index(full[1])]
     finally:
         subprocess.run(["umount", "-l", str(small)], check=True, timeout=30)
+
+
+def test_a_home_broken_by_an_old_concurrent_first_use_is_explained(tmp_path, flatfiles):
+    """A home made before the lock, by two processes at once: alembic_version with two heads.
+    The command says what happened and what to do, in a line, instead of Dagster's traceback."""
+    cli = Cli(tmp_path, flatfiles)
+    prepare = "from alphagen_dagster.instance import dagster_home; dagster_home()"
+    subprocess.run([str(Path(sys.executable)), "-c", prepare], env=cli.env, check=True, timeout=120)
+    with contextlib.closing(sqlite3.connect(cli.home / "history" / "runs.db")) as con:
+        con.execute("INSERT INTO alembic_version VALUES ('0da417ae1b81')")  # a second, older head
+        con.commit()
+    code, out = cli.replay(A, A)
+    assert code != 0
+    assert "initialised by two processes at once" in out and f"mv {cli.home}" in out, out
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 2, out
+    assert not cli.db.exists()
