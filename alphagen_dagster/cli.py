@@ -48,7 +48,8 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
-    sys.stdout.reconfigure(line_buffering=True)  # a killed command still shows what it said
+    if hasattr(sys.stdout, "reconfigure"):  # a killed command still shows what it said
+        sys.stdout.reconfigure(line_buffering=True)
 
 
 @main.command()
