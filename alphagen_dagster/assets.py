@@ -253,6 +253,12 @@ def _raise_if_disk_full(exc: BaseException, day: dt.date, where: object) -> None
         ) from None
 
 
+# A day's chart is embedded in its partition's metadata (the UI shows it) for ranges up to a
+# month; a longer range links each day's PNG instead: embedded, a year's 252 charts were most of
+# its event log and held in memory until the step's outputs (BENCHMARKS.md, "Year replay").
+EMBEDDED_CHARTS_UP_TO = 31
+
+
 class _Progress:
     """One line per day: its figures, the rows it dropped, and the time left for the range."""
 
@@ -313,8 +319,9 @@ def _add_day_metadata(
                 meta["option_expiry"] = MetadataValue.text(str(s["expiry"]))
                 meta["dropped_rows"] = MetadataValue.json(s["dropped"])
                 if (chart := s["chart"]) is not None:
-                    png = base64.b64encode(chart.read_bytes()).decode()
-                    meta["chart"] = MetadataValue.md(f"![chart {day}](data:image/png;base64,{png})")
+                    if len(summaries) <= EMBEDDED_CHARTS_UP_TO:
+                        png = base64.b64encode(chart.read_bytes()).decode()
+                        meta["chart"] = MetadataValue.md(f"![chart {day}](data:image/png;base64,{png})")
                     meta["chart_file"] = MetadataValue.path(str(chart.resolve()))
             elif table == "signals":
                 meta["signals"] = s["signals"]
