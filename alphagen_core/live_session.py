@@ -44,7 +44,7 @@ from alphagen_core.models import (
     TradeIntent,
     TradingState,
 )
-from alphagen_core.risk import RiskConfig, brackets, fees, round_trip_pnl
+from alphagen_core.risk import RiskConfig, brackets, fees, price_insane, round_trip_pnl
 from alphagen_core.settings import Settings
 from alphagen_core.sim.clock import Clock
 from alphagen_core.store import RowMeta, Store
@@ -311,9 +311,9 @@ class SessionTrader:
 
     # ---- orders -------------------------------------------------------------------------------
 
-    def _limit(self, intent: TradeIntent) -> float:
+    def _limit(self, intent: TradeIntent) -> tuple[float, OptionQuote | None]:
         """A marketable limit: the current bid (sell) or ask (buy), capped by the slippage
-        allowance; the decision's own price when no quote is to be had."""
+        allowance; the decision's own price when no quote is to be had. With the quote."""
         slip = self.settings.order_limit_slippage
         try:
             quote = self.market.quotes([intent.option_symbol]).get(intent.option_symbol)
@@ -321,11 +321,20 @@ class SessionTrader:
             log.warning("trader.quote_unavailable", error=type(exc).__name__)
             quote = None
         if intent.action is Action.SELL_TO_OPEN:
-            return max(round((quote.bid if quote else intent.limit_price) - slip, 2), 0.01)
-        return round((quote.ask if quote else intent.limit_price) + slip, 2)
+            return max(round((quote.bid if quote else intent.limit_price) - slip, 2), 0.01), quote
+        return round((quote.ask if quote else intent.limit_price) + slip, 2), quote
 
     def _place(self, intent: TradeIntent, position_id: str, now: dt.datetime) -> None:
-        request = OrderRequest(intent.action, intent.option_symbol, intent.qty, self._limit(intent), intent.intent_id)
+        limit, quote = self._limit(intent)
+        # SPEC §6 price sanity, on entries: an exit is never held back (it reduces risk).
+        if intent.action is Action.SELL_TO_OPEN:
+            problem = "no quote" if quote is None else price_insane(self.risk, limit, quote.bid, quote.ask)
+            if problem is not None:
+                log.error("trader.price_sanity", intent_id=intent.intent_id, problem=problem)
+                self._write_event(self._event(intent, position_id, "price_sanity", OrderStatus.REJECTED, now))
+                self.done.add(intent.intent_id)
+                return
+        request = OrderRequest(intent.action, intent.option_symbol, intent.qty, limit, intent.intent_id)
         try:
             order_id = self.broker.submit(request)
         except Exception as exc:

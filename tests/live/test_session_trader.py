@@ -84,3 +84,14 @@ def test_a_stop_is_taken_between_minute_runs(tmp_path):
     fills = store.query("SELECT action, fill_price, pnl_contrib FROM executions WHERE status = 'FILLED' ORDER BY est_timestamp, action DESC")
     assert fills["fill_price"].to_list() == [2.0, 4.1] and trader.held is None
     assert round(sum(fills["pnl_contrib"]), 2) == round(-(4.1 - 2.0) * 5 * 100 - 2 * 5 * 0.65, 2)
+
+
+def test_an_entry_whose_marketable_limit_is_far_from_the_mid_is_rejected_not_sent(tmp_path):
+    clock = SimClock(dt.datetime(2024, 11, 27, 10, 0, 5, tzinfo=NY), speed=1)
+    store, broker, trader = make(tmp_path, clock, FixedQuotes(0.10, 0.30))  # limit 0.05 vs mid 0.20
+    intent = decided_entry(store)
+    trader.reconcile()
+    trader.step(clock.now())
+    rows = store.query("SELECT status, order_id FROM executions WHERE intent_id = ?", [intent.intent_id])
+    assert rows.rows() == [("REJECTED", "price_sanity")]
+    assert broker.open_orders(dt.datetime(2024, 11, 27, tzinfo=NY)) == [] and trader.held is None
