@@ -17,9 +17,9 @@ from pathlib import Path
 
 import click
 
+from alphagen_dagster.instance import PROJECT_DIR
 from alphagen_dagster.teardown import exit_without_teardown
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_DAYS = (dt.date(2024, 11, 25), dt.date(2024, 12, 2))  # five sessions, 11-29 closes at 13:00
 
 

@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alphagen_dagster.instance import prepare_home
+from alphagen_dagster.instance import PROJECT_DIR, prepare_home
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
