@@ -263,9 +263,48 @@ def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
 @click.option("--for-date", callback=_date, help="One day; default: every day.")
 @click.option("--mode", type=click.Choice(["replay", "paper", "live"]), help="Default: all modes.")
 @click.option("--stats", is_flag=True, help="The performance summary (dbt mart performance_summary) instead.")
-def report(for_date: dt.date | None, mode: str | None, stats: bool) -> None:
+@click.option("--compare-modes", is_flag=True, help="With --for-date: the day's round trips of paper (or live) "
+              "beside the replay's, with the price differences.")
+def report(for_date: dt.date | None, mode: str | None, stats: bool, compare_modes: bool) -> None:
     """Print daily P/L from the dbt mart `daily_pnl` (or, with --stats, the performance summary)."""
-    click.echo(stats_table(mode) if stats else pnl_table(for_date, mode))
+    if compare_modes:
+        if for_date is None:
+            raise click.UsageError("--compare-modes needs --for-date")
+        click.echo(compare_table(for_date))
+    else:
+        click.echo(stats_table(mode) if stats else pnl_table(for_date, mode))
+
+
+def compare_table(day: dt.date) -> str:
+    """The day's round trips, replay beside paper and live, the i-th of each mode side by side
+    in order of entry: the traded prices' differences are the slippage against the model."""
+    frame = _mart("""SELECT mode, entry_time, option_symbol, qty, entry_price, exit_price, exit_reason, pnl
+                     FROM trades WHERE trade_date = ? ORDER BY mode, entry_time, position_id""", [day])
+    by_mode = {m: [r for r in frame.iter_rows(named=True) if r["mode"] == m] for m in ("replay", "paper", "live")}
+    others = [m for m in ("paper", "live") if by_mode[m]]
+    if not by_mode["replay"] or not others:
+        have = ", ".join(m for m, rows in by_mode.items() if rows) or "no mode"
+        return f"nothing to compare on {day}: round trips of {have} (a replay and a paper or live session are needed)"
+    lines = []
+    for other in others:
+        lines.append(f"{day}: replay against {other} (difference = {other} - replay; a sold entry wants it "
+                     "positive, a bought exit negative)")
+        lines.append(f"{'#':>3}  {'entry':<6}{'contract':<22}{'entry':>8}{other:>8}{'diff':>8}  "
+                     f"{'exit':>8}{other:>8}{'diff':>8}  {'reason':<13}{other + ' reason':<14}")
+        pairs = list(zip(by_mode["replay"], by_mode[other]))
+        for i, (r, o) in enumerate(pairs, start=1):
+            same = r["option_symbol"] == o["option_symbol"]
+            lines.append(
+                f"{i:>3}  {r['entry_time']:%H:%M} {r['option_symbol'][-15:] + ('' if same else '*'):<22}"
+                f"{r['entry_price']:>8.2f}{o['entry_price']:>8.2f}{o['entry_price'] - r['entry_price']:>+8.2f}  "
+                f"{r['exit_price']:>8.2f}{o['exit_price']:>8.2f}{o['exit_price'] - r['exit_price']:>+8.2f}  "
+                f"{r['exit_reason']:<13}{o['exit_reason']:<14}")
+        extra = len(by_mode["replay"]) - len(by_mode[other])
+        if extra:
+            lines.append(f"  ({abs(extra)} more round trip(s) in {'replay' if extra > 0 else other})")
+        if any(r["option_symbol"] != o["option_symbol"] for r, o in pairs):
+            lines.append("  * the two modes traded different contracts for this round trip")
+    return "\n".join(lines)
 
 
 def _mart(sql: str, params: list | None = None):

@@ -1,0 +1,54 @@
+"""`alphagen report --compare-modes`: a day's round trips of paper beside the replay's, read
+from the `trades` mart of a real DuckDB file by a real `alphagen` process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+DAY = dt.date(2024, 12, 12)
+ALPHAGEN = str(Path(sys.executable).with_name("alphagen"))
+TRADES = [  # mode, entry, contract, entry price (credit), exit price (debit), reason
+    ("replay", "10:01", "O:QQQ241212P00520000", 1.95, 0.97, "take_profit"),
+    ("replay", "11:15", "O:QQQ241212C00522000", 1.40, 1.10, "reversal"),
+    ("paper", "10:01", "O:QQQ241212P00520000", 1.90, 1.01, "take_profit"),
+    ("paper", "11:16", "O:QQQ241212C00523000", 1.32, 1.18, "reversal"),
+]
+
+
+def _report(tmp_path: Path, rows) -> subprocess.CompletedProcess[str]:
+    db = tmp_path / "alphagen.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("""CREATE TABLE trades (trade_date DATE, mode VARCHAR, position_id VARCHAR, entry_time TIMESTAMPTZ,
+                       option_symbol VARCHAR, qty BIGINT, entry_price DECIMAL(18, 4), exit_price DECIMAL(18, 4),
+                       exit_reason VARCHAR, pnl DECIMAL(18, 2))""")
+        for i, (mode, hhmm, symbol, entry, exit_, reason) in enumerate(rows):
+            con.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, 25, ?, ?, ?, ?)",
+                        [DAY, mode, f"pos-{i}", f"{DAY} {hhmm}:00-05:00", symbol, entry, exit_, reason,
+                         round((entry - exit_) * 2500, 2)])
+    env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": str(db)}
+    return subprocess.run([ALPHAGEN, "report", "--compare-modes", "--for-date", str(DAY)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_paper_round_trips_beside_the_replays_with_the_price_differences(tmp_path):
+    done = _report(tmp_path, TRADES)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("2024-12-12: replay against paper")
+    first, second = lines[2].split(), lines[3].split()
+    assert first[0] == "1" and first[1] == "10:01"
+    assert first[3:9] == ["1.95", "1.90", "-0.05", "0.97", "1.01", "+0.04"]
+    assert second[2].endswith("*") and second[3:9] == ["1.40", "1.32", "-0.08", "1.10", "1.18", "+0.08"]
+    assert "different contracts" in lines[-1]
+
+
+def test_without_a_paper_session_it_says_what_is_missing(tmp_path):
+    done = _report(tmp_path, [t for t in TRADES if t[0] == "replay"])
+    assert done.returncode == 0, done.stderr
+    assert "nothing to compare on 2024-12-12: round trips of replay" in done.stdout
