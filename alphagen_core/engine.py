@@ -180,7 +180,7 @@ class Engine:
         self._remember_held_quote(quotes)
         if not self.external_brackets:
             self._check_brackets(quotes, bar, out)
-        self._check_loss_limit(quotes, bar)
+        self._check_loss_limit(quotes)
 
         vwap, ma9 = self.indicators.update(bar.high, bar.low, bar.close, bar.volume, bar.vwap)
         signal_type = self.crossovers.update(vwap, ma9)
@@ -231,7 +231,7 @@ class Engine:
             return "non-positive price or negative volume"
         return None
 
-    def _check_loss_limit(self, quotes: Mapping[str, OptionQuote], bar: Bar) -> None:
+    def _check_loss_limit(self, quotes: Mapping[str, OptionQuote]) -> None:
         """SPEC §6 daily loss limit, on realized plus unrealized P/L. The open short is valued
         at the ask; on a minute aggregate at the ask of the bar's high, the worst the minute
         could have been for a short (the conservative side). Once reached it stays reached

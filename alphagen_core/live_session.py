@@ -115,7 +115,8 @@ class SessionTrader:
         self.store, self.broker, self.market = store, broker, market
         self.settings, self.session, self.clock, self.t = settings, session, clock, timings
         self.risk = RiskConfig.from_settings(settings)
-        self.meta = RowMeta(route(settings).mode.value, session.date, session_version(session.date), run_id)
+        self.route = route(settings)
+        self.meta = RowMeta(self.route.mode.value, session.date, session_version(session.date), run_id)
         self.flatten_at = session.close - dt.timedelta(minutes=settings.flatten_minutes_before_close)
         self.on_write, self.heartbeat = on_write, heartbeat
         self.held: Held | None = None
@@ -222,7 +223,7 @@ class SessionTrader:
             return
         self._write({"broker_positions": [
             {"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
-             "market_value": p.market_value, "broker": route(self.settings).broker} for p in at_broker]})
+             "market_value": p.market_value, "broker": self.route.broker} for p in at_broker]})
         ours = {self.held.symbol: -self.held.qty} if self.held else {}
         theirs = {p.symbol: p.quantity for p in at_broker}
         if at_start and not ours and len(at_broker) == 1 and at_broker[0].quantity < 0:
@@ -299,9 +300,10 @@ class SessionTrader:
     def _exit_working(self) -> bool:
         return any(w.intent.action is Action.BUY_TO_CLOSE for w in self.working.values())
 
-    def _drop(self, intent: TradeIntent, why: str, now: dt.datetime) -> None:
+    def _drop(self, intent: TradeIntent, why: str, now: dt.datetime, *,
+              status: OrderStatus = OrderStatus.CANCELED, order_id: str = "not-sent") -> None:
         log.info("trader.intent_not_sent", intent_id=intent.intent_id, why=why)
-        self._write_event(self._event(intent, self._position_id_for(intent), "not-sent", OrderStatus.CANCELED, now))
+        self._write_event(self._event(intent, self._position_id_for(intent), order_id, status, now))
         self.done.add(intent.intent_id)
 
     def _position_id_for(self, intent: TradeIntent) -> str:
@@ -330,10 +332,8 @@ class SessionTrader:
         if intent.action is Action.SELL_TO_OPEN:
             problem = "no quote" if quote is None else price_insane(self.risk, limit, quote.bid, quote.ask)
             if problem is not None:
-                log.error("trader.price_sanity", intent_id=intent.intent_id, problem=problem)
-                self._write_event(self._event(intent, position_id, "price_sanity", OrderStatus.REJECTED, now))
-                self.done.add(intent.intent_id)
-                return
+                return self._drop(intent, f"price_sanity: {problem}", now, status=OrderStatus.REJECTED,
+                                  order_id="price_sanity")
         request = OrderRequest(intent.action, intent.option_symbol, intent.qty, limit, intent.intent_id)
         try:
             order_id = self.broker.submit(request)

@@ -141,12 +141,12 @@ def replay_tables(
             if opened.renderer is not None:
                 path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
                 charts[day] = opened.renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
-            dropped = {k: v for k, v in data.rejected.items() if v}
             summaries.append(
                 {"day": day, "bars": len(slices), "signals": len(run.signals), "round_trips": run.round_trips,
-                 "pnl": run.realized_pnl, "rows": added, "dropped": dropped, "expiry": data.expiry}
+                 "pnl": run.realized_pnl, "rows": added, "expiry": data.expiry,
+                 "dropped": {k: v for k, v in data.rejected.items() if v}}
             )
-            progress.replayed(day, len(slices), run, sum(added.values()), dropped, data)
+            progress.replayed(day, len(slices), run, sum(added.values()), data)
         written = {day: Path(chart.result()) for day, chart in charts.items()}  # raises a render error
     for summary in summaries:
         summary["chart"] = written.get(summary["day"])
@@ -274,12 +274,12 @@ class _Progress:
         left = (now - self.started) / self.done * (self.total - self.done)
         return f"[{self.done}/{self.total}] {day} ({seconds:.2f}s, ~{_duration(left)} left)"
 
-    def replayed(self, day: dt.date, bars: int, run: SessionRun, rows: int, dropped: dict[str, int], data) -> None:
+    def replayed(self, day: dt.date, bars: int, run: SessionRun, rows: int, data: DayData) -> None:
         notes = []
         if not data.expiry_is_same_day:
             notes.append(f"no 0DTE listed: expiry {data.expiry}")
         # Pre- and post-market bars are expected in the files; anything else dropped is news.
-        if bad := {k: v for k, v in dropped.items() if not k.endswith("out_of_session")}:
+        if bad := {k: v for k, v in data.rejected.items() if v and not k.endswith("out_of_session")}:
             notes.append("dropped " + ", ".join(f"{v} {k}" for k, v in bad.items()))
         self.context.log.info(
             f"{self._prefix(day)}: {bars} bars, {run.round_trips} round trips, "

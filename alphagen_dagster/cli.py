@@ -451,11 +451,12 @@ def run(mode: str | None, host: str, port: int) -> None:
     from alphagen_dagster.service import service
 
     settings = get_settings()
-    mode = mode or (settings.alphagen_mode.value if settings.alphagen_mode.value in ("paper", "live") else "paper")
+    mode = mode or _trading_mode(settings)
     traded = route(settings.model_copy(update={"alphagen_mode": Mode(mode)}))  # GateError: nothing starts
-    env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(dagster_home())}
+    home = dagster_home()
+    env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(home)}
     click.echo(f"mode {traded.mode.value}, broker {traded.broker}; DuckDB {settings.alphagen_duckdb_path.resolve()}")
-    logs = dagster_home() / "service-logs"
+    logs = home / "service-logs"
     with service(env, host=host, port=port, log_dir=logs) as procs:
         click.echo(f"Dagster UI on http://{host}:{port}; logs in {logs}; Ctrl-C stops")
         try:
@@ -465,6 +466,11 @@ def run(mode: str | None, host: str, port: int) -> None:
             click.echo("stopping")
     if any(p.returncode not in (None, 0, -15) for p in procs):
         raise click.ClickException("a service process stopped on its own; see the logs")
+
+
+def _trading_mode(settings) -> str:
+    """The mode a live command means when none is given: ALPHAGEN_MODE if paper or live, else paper."""
+    return settings.alphagen_mode.value if settings.alphagen_mode.value in ("paper", "live") else "paper"
 
 
 def _control_command(state: str, summary: str):
@@ -482,7 +488,7 @@ def _control_command(state: str, summary: str):
 
         settings = get_settings()
         now = clock_from_settings(settings).now()
-        mode = mode or (settings.alphagen_mode.value if settings.alphagen_mode.value != "replay" else "paper")
+        mode = mode or _trading_mode(settings)
         day = day or now.date()
         set_state(Store(settings.alphagen_duckdb_path), mode, day, TradingState(state), reason, "operator", now)
         click.echo(f"{mode} session {day}: {state} ({reason}); a running session obeys within 2 s")

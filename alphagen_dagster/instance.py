@@ -143,8 +143,7 @@ def release_dead_runs(instance, echo: Callable[[str], None]) -> list[str]:
             echo(f"run {run.run_id} was left unfinished by a process that died: marked failed, "
                  f"its {POOL} slot freed")
             released.append(run.run_id)
-    holders = {slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots}
-    for run_id in holders - set(released):
+    for run_id in set(slot_holders(instance)) - set(released):
         run = instance.get_run_by_id(run_id)
         if run is None or run.is_finished:
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
