@@ -355,7 +355,7 @@ class Engine:
         chosen = select_contract(quotes, right, price, expiry, self.cfg.strike_offset)
         if chosen is None:
             return None, "no_contract"
-        if now - chosen.start > self.cfg.stale_after + MINUTE:
+        if now - chosen.source_time > self.cfg.stale_after + MINUTE:
             return None, "stale_data"
         if chosen.bid <= 0:
             return None, "no_bid"
@@ -483,7 +483,7 @@ class Engine:
     ) -> NormalizedTick:
         held = self.position.symbol if self.position else None
         quote = self.last_quotes.get(held) if held else None
-        stale = quote is not None and now - quote.start > self.cfg.stale_after + MINUTE
+        stale = quote is not None and now - quote.source_time > self.cfg.stale_after + MINUTE
         return NormalizedTick(
             slice_id=self._slice_id,
             period_start=slc.bar.start,

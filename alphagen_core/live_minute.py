@@ -151,7 +151,7 @@ def chain_by_minute(rows: pl.DataFrame) -> dict[dt.datetime, dict[str, OptionQuo
         contract = OptionContract(r["underlying"], r["expiry"], Right(r["right"]), r["strike"])
         out.setdefault(r["est_timestamp"], {})[r["option_symbol"]] = OptionQuote(
             symbol=r["option_symbol"], contract=contract, start=r["est_timestamp"], bid=r["bid"],
-            ask=r["ask"], last=r["last"], volume=r["volume"],
+            ask=r["ask"], last=r["last"], volume=r["volume"], quoted_at=r["quoted_at"],
         )
     return out
 
@@ -194,7 +194,7 @@ def quote_rows(quotes: list[OptionQuote], kind: str, source: str) -> list[dict[s
         {"option_symbol": q.symbol, "est_timestamp": q.start, "underlying": q.contract.root,
          "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
          "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": None, "low": None,
-         "volume": q.volume, "quote_kind": kind, "source": source}
+         "volume": q.volume, "quote_kind": kind, "source": source, "quoted_at": q.source_time}
         for q in quotes
     ]
 
@@ -254,7 +254,8 @@ def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar],
             engine.on_slice(MinuteSlice(bar, stored.chain.get(bar.start, {})))
     # A minute processed late (its run queued behind another, or a restart) gets the chain as
     # it stands now: the freshest quotes at the moment its decision is made. Each minute's
-    # chain is stored under that minute, so a restore feeds the engine the same slices.
+    # chain is stored under that minute, so a restore feeds the engine the same slices; each
+    # quote keeps the time its source gave it (quoted_at), and staleness is judged on that.
     # The restored minutes were decided under the state of their time; new ones under today's.
     engine.trading_state = state_of(current_state(store, mode, sess.date))
     limit_hit_before = engine.loss_limit_hit
@@ -263,7 +264,7 @@ def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar],
     source = f"{settings.alphagen_data_provider}-live"
     started = time.perf_counter()
     for bar in new_bars:
-        quotes = {q.symbol: replace(q, start=bar.start) for q in chain}
+        quotes = {q.symbol: replace(q, start=bar.start, quoted_at=q.source_time) for q in chain}
         out: StepOutput = engine.on_slice(MinuteSlice(bar, quotes))
         out.executions = []  # table 8 is the session job's
         run.add(out, bar.start, engine.broker.name)

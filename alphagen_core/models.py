@@ -104,6 +104,13 @@ class OptionQuote:
     low: float | None = None
     volume: float | None = None
     half_spread: float = 0.0  # > 0 only for quotes derived from aggregates
+    # When the source stamped the quote, if `start` is not that moment: a live minute's chain
+    # is filed under the minute it was used for, while its age is judged on the source's time.
+    quoted_at: dt.datetime | None = None
+
+    @property
+    def source_time(self) -> dt.datetime:
+        return self.quoted_at or self.start
 
     @property
     def open_bid(self) -> float:

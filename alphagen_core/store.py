@@ -85,7 +85,9 @@ TABLES: dict[str, Table] = {
     bid DOUBLE, ask DOUBLE, last DOUBLE,
     open DOUBLE, high DOUBLE, low DOUBLE, volume DOUBLE,
     quote_kind VARCHAR NOT NULL,  -- 'aggregate' (bid/ask = price -/+ half-spread) or 'quote'
-    source VARCHAR NOT NULL""",
+    source VARCHAR NOT NULL,
+    -- live quotes: when the source stamped it (a chain row's est_timestamp is its minute)
+    quoted_at TIMESTAMPTZ""",
             ("option_symbol", "est_timestamp"),
         ),
         Table(
@@ -281,6 +283,7 @@ class Store:
             return
         for table in _ALL_TABLES.values():
             con.execute(table.ddl)
+        _add_new_columns(con)
         self._schema_ready = True
 
     def insert(self, table: str, rows: pl.DataFrame | Sequence[Any], meta: RowMeta) -> int:
@@ -329,6 +332,21 @@ class Store:
                 ORDER BY {order}""",
             [mode, session_date, mode, session_date],
         )
+
+
+# Nullable columns added after a table was first released, so that a file written by an
+# older version takes them on first use (its old rows read NULL there).
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "option_quotes": (("quoted_at", "TIMESTAMPTZ"),),
+}
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
+    have = set(con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall())
+    for table, columns in ADDED_COLUMNS.items():
+        for name, sql_type in columns:
+            if (table, name) not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, frame: pl.DataFrame, meta: RowMeta) -> int:

@@ -19,6 +19,7 @@ select
     cast(volume as double) as volume,
     cast(quote_kind as varchar) as quote_kind,
     cast(source as varchar) as source,
+    cast(quoted_at as timestamptz) as quoted_at,
     cast(run_id as varchar) as run_id,
     cast(written_at as timestamptz) as written_at
 from latest

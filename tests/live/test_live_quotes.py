@@ -1,0 +1,77 @@
+"""Live quotes keep the time their source gave them: a minute run files each quote under its
+minute but judges staleness on the source's time, so a frozen feed opens nothing new; the
+stored rows keep that time and a restored minute sees the same ages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import replace
+
+import duckdb
+
+from alphagen_core.calendar import session
+from alphagen_core.live_minute import run_minute_increment
+from alphagen_core.models import Bar, OptionQuote
+from alphagen_core.settings import Settings
+from alphagen_core.store import TABLES, Store
+from tests.test_strategy_rules import DAY, MINUTE, UP, build, hm
+
+
+class FrozenChainMarket:
+    """Bars as they close; the chain as the source last stamped it: `frozen_at` (or, when
+    None, fresh each minute)."""
+
+    def __init__(self, closes: list[float], frozen_at: dt.datetime | None) -> None:
+        self.slices = build(closes)
+        self.frozen_at = frozen_at
+        self.upto = self.slices[0].bar.start
+
+    def minute_bars(self, symbol: str, session_date: dt.date) -> list[Bar]:
+        return [s.bar for s in self.slices if s.bar.start <= self.upto]
+
+    def option_chain(self, underlying: str, expiry: dt.date) -> list[OptionQuote]:
+        current = next(s for s in self.slices if s.bar.start == self.upto)
+        stamp = self.frozen_at or current.bar.end
+        return [replace(q, start=stamp) for q in current.quotes.values()]
+
+    def quotes(self, option_symbols: list[str]) -> dict[str, OptionQuote]:
+        return {}
+
+
+def _run_day(tmp_path, market: FrozenChainMarket) -> Store:
+    store = Store(tmp_path / "live.duckdb")
+    settings = Settings(_env_file=None, alphagen_mode="paper")
+    for s in market.slices:
+        market.upto = s.bar.start
+        run_minute_increment(store, market, settings, session(DAY), s.bar.start, "run-1", wait_for_bar_s=0)
+    return store
+
+
+def test_a_frozen_chain_is_stale_on_its_source_time_and_opens_nothing(tmp_path):
+    opened = session(DAY).open
+    store = _run_day(tmp_path, FrozenChainMarket(UP + [102], frozen_at=opened + MINUTE))
+    signal = store.query("SELECT acted, drop_reason FROM signals")
+    assert signal.rows() == [(False, "stale_data")]
+    assert store.query("SELECT count(*) AS n FROM trade_intents")["n"][0] == 0
+    rows = store.query("SELECT DISTINCT quoted_at FROM option_quotes WHERE quote_kind = 'chain'")
+    assert rows["quoted_at"].to_list() == [opened + MINUTE]  # the source's time, not the minute's
+
+
+def test_a_fresh_chain_opens_and_is_filed_under_its_minute(tmp_path):
+    store = _run_day(tmp_path, FrozenChainMarket(UP + [102], frozen_at=None))
+    assert store.query("SELECT acted FROM signals")["acted"].to_list() == [True]
+    rows = store.query("""SELECT est_timestamp, quoted_at FROM option_quotes
+                          WHERE quote_kind = 'chain' ORDER BY est_timestamp LIMIT 1""")
+    minute, quoted = rows.row(0)
+    assert hm(minute) == "09:30" and quoted == minute + MINUTE
+
+
+def test_a_file_from_before_quoted_at_takes_the_column_on_first_use(tmp_path):
+    path = tmp_path / "old.duckdb"
+    old_ddl = re.sub(r",\s*--[^\n]*\n\s*quoted_at TIMESTAMPTZ", "", TABLES["option_quotes"].ddl)
+    assert "quoted_at" not in old_ddl
+    with duckdb.connect(str(path)) as con:
+        con.execute(old_ddl)
+    store = Store(path)
+    assert "quoted_at" in store.query("SELECT * FROM option_quotes LIMIT 0").columns
