@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Protocol
 
-from alphagen_core.models import Bar, BrokerPosition, OptionQuote, OrderRequest, OrderUpdate
+from alphagen_core.models import Bar, BrokerBalances, BrokerPosition, OptionQuote, OrderRequest, OrderUpdate
 
 
 class MarketDataClient(Protocol):
@@ -45,6 +45,11 @@ class MarketDataStream(Protocol):
 
 class ExecutionClient(Protocol):
     def positions(self) -> list[BrokerPosition]: ...
+
+    def balances(self) -> BrokerBalances | None:
+        """The account's balances; None where there is no account (the paper fill model,
+        whose size bound is RISK_TRADING_CAPITAL in the engine)."""
+        ...
 
     def submit(self, order: OrderRequest) -> str:
         """Send one order and return the venue's order id. Never retried blindly: after a

@@ -20,6 +20,7 @@ The DuckDB file is only opened for a moment per read or write (alphagen_core.sto
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from alphagen_core.gate import route
 from alphagen_core.interfaces import ExecutionClient, MarketDataClient
 from alphagen_core.live_minute import WATCH, executions_from, intents_from, quote_rows, session_version
 from alphagen_core.models import (
+    BALANCE_SYMBOLS,
     Action,
     BrokerPosition,
     Execution,
@@ -44,10 +46,11 @@ from alphagen_core.models import (
     TradeIntent,
     TradingState,
 )
-from alphagen_core.risk import RiskConfig, brackets, fees, price_insane, round_trip_pnl
+from alphagen_core.risk import RiskConfig, brackets, fees, naked_margin_per_contract, price_insane, round_trip_pnl
 from alphagen_core.settings import Settings
 from alphagen_core.sim.clock import Clock
 from alphagen_core.store import RowMeta, Store
+from alphagen_core.symbols import parse_polygon
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +130,7 @@ class SessionTrader:
         self.stats = TraderStats()
         self.state = TradingState.ACTIVE
         self.mismatches = 0  # consecutive broker polls that disagree with the book
+        self.buying_power: float | None = None  # the broker's, from the last poll (None: no account)
         self._last_quote_poll = self._last_flush = self._last_control_poll = self._last_broker_poll = 0.0
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -190,8 +194,8 @@ class SessionTrader:
             match = next(
                 (o for o in broker_orders
                  if o.order_id not in known_orders and o.request is not None
-                 and (o.request.option_symbol, o.request.action, o.request.qty)
-                 == (intent.option_symbol, intent.action, intent.qty)
+                 and (o.request.option_symbol, o.request.action) == (intent.option_symbol, intent.action)
+                 and o.request.qty <= intent.qty  # an entry may have been cut to the buying power
                  and (o.entered_at is None or o.entered_at >= intent.est_timestamp - RECONCILE_SLACK)),
                 None,
             )
@@ -218,12 +222,18 @@ class SessionTrader:
         self._last_broker_poll = time.monotonic()
         try:
             at_broker = [p for p in self.broker.positions() if p.quantity]
+            balances = self.broker.balances()
         except Exception as exc:  # noqa: BLE001 - reported; table 8 stays the book
-            log.warning("trader.positions_unavailable", error=type(exc).__name__)
+            log.warning("trader.broker_unavailable", error=type(exc).__name__)
             return
-        self._write({"broker_positions": [
-            {"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
-             "market_value": p.market_value, "broker": self.route.broker} for p in at_broker]})
+        self.buying_power = balances.buying_power if balances is not None else None
+        rows = [{"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
+                 "market_value": p.market_value, "broker": self.route.broker} for p in at_broker]
+        if balances is not None:
+            rows += [{"est_timestamp": now, "symbol": symbol, "quantity": 0, "avg_price": None,
+                      "market_value": getattr(balances, field), "broker": self.route.broker}
+                     for field, symbol in BALANCE_SYMBOLS.items()]
+        self._write({"broker_positions": rows})
         ours = {self.held.symbol: -self.held.qty} if self.held else {}
         theirs = {p.symbol: p.quantity for p in at_broker}
         if at_start and not ours and len(at_broker) == 1 and at_broker[0].quantity < 0:
@@ -277,7 +287,8 @@ class SessionTrader:
                 return self._drop(intent, "no such position", now)
             if self._exit_working():
                 return self._drop(intent, "an exit is already working", now)
-            return self._place(intent, self.held.position_id, now)
+            # what the book holds, which an entry bounded by buying power may have made smaller
+            return self._place(replace(intent, qty=self.held.qty), self.held.position_id, now)
         if self.state is not TradingState.ACTIVE:
             return self._drop(intent, f"trading {self.state.value}", now)
         if self.held is not None or self._exit_working():
@@ -334,6 +345,14 @@ class SessionTrader:
             if problem is not None:
                 return self._drop(intent, f"price_sanity: {problem}", now, status=OrderStatus.REJECTED,
                                   order_id="price_sanity")
+            qty = self._affordable(intent, limit)
+            if qty < 1:
+                return self._drop(intent, f"buying_power: {self.buying_power:,.2f} covers no contract", now,
+                                  status=OrderStatus.REJECTED, order_id="buying_power")
+            if qty < intent.qty:
+                log.warning("trader.entry_reduced", intent_id=intent.intent_id, qty=qty, decided=intent.qty,
+                            buying_power=self.buying_power)
+                intent = replace(intent, qty=qty)
         request = OrderRequest(intent.action, intent.option_symbol, intent.qty, limit, intent.intent_id)
         try:
             order_id = self.broker.submit(request)
@@ -352,6 +371,19 @@ class SessionTrader:
         self._write_event(self._event(intent, position_id, order_id, OrderStatus.SUBMITTED, now))
         log.info("trader.order_sent", intent_id=intent.intent_id, action=intent.action.value,
                  symbol=intent.option_symbol, qty=intent.qty, limit=request.limit_price)
+
+    def _affordable(self, intent: TradeIntent, limit: float) -> int:
+        """The entry's size within the broker's buying power (unbounded without an account):
+        the margin of one uncovered short at the last underlying price in table 1."""
+        if self.buying_power is None:
+            return intent.qty
+        contract = parse_polygon(intent.option_symbol)
+        rows = self.store.query(
+            "SELECT close FROM equity_bars WHERE mode = ? AND session_date = ? ORDER BY est_timestamp DESC LIMIT 1",
+            [self.meta.mode, self.meta.session_date])
+        underlying = float(rows["close"][0]) if rows.height else contract.strike
+        margin = naked_margin_per_contract(contract.right, contract.strike, underlying, limit)
+        return min(intent.qty, math.floor(max(self.buying_power, 0.0) / margin))
 
     def _track(self, now: dt.datetime) -> None:
         for order_id, w in list(self.working.items()):

@@ -238,6 +238,18 @@ class BrokerPosition:  # table 3
 
 
 @dataclass(frozen=True, slots=True)
+class BrokerBalances:  # table 3, as rows named BALANCE_SYMBOLS
+    cash: float
+    buying_power: float  # what new margin the account can take on
+    liquidation_value: float
+
+
+# Table 3 keeps the account's balances beside its positions, one row each per poll, with the
+# amount in market_value: a `$` never starts a security's symbol.
+BALANCE_SYMBOLS = {"cash": "$CASH", "buying_power": "$BUYING_POWER", "liquidation_value": "$LIQUIDATION_VALUE"}
+
+
+@dataclass(frozen=True, slots=True)
 class OrderRequest:
     action: Action
     option_symbol: str  # Polygon form; adapters convert to their venue's form

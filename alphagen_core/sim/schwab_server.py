@@ -14,7 +14,9 @@ Endpoints
                                       400 {"error": "invalid_grant", ...}. The refresh answer
                                       repeats the same refresh token (as Schwab does).
     GET    /trader/v1/accounts/accountNumbers          [{accountNumber, hashValue}]
-    GET    /trader/v1/accounts/{hash}[?fields=positions]
+    GET    /trader/v1/accounts/{hash}[?fields=positions]   currentBalances: cashBalance,
+           liquidationValue, equity, maintenanceRequirement (a short option: 20% of its
+           strike per share), availableFunds = buyingPower = liquidation - requirement
     POST   /trader/v1/accounts/{hash}/orders           201, empty body, Location
            https://api.schwabapi.com/trader/v1/accounts/{hash}/orders/{id} (the exact form
            schwab-py's `Utils.extract_order_id` requires)
@@ -906,7 +908,10 @@ class SchwabStandIn:
                 if p.long_qty or p.short_qty
             ]
             cash = self.cash
+            requirement = sum(self._maintenance(p) for p in self._positions.values())
         market = sum(p["marketValue"] for p in positions)
+        liquidation = cash + market
+        available = round(max(liquidation - requirement, 0.0), 2)
         account: dict[str, Any] = {
             "type": "MARGIN",
             "accountNumber": self.account_number,
@@ -915,7 +920,11 @@ class SchwabStandIn:
             "isClosingOnlyRestricted": False,
             "pfcbFlag": False,
             "initialBalances": {"cashBalance": cash, "liquidationValue": cash + market},
-            "currentBalances": {"cashBalance": cash, "liquidationValue": cash + market},
+            "currentBalances": {
+                "cashBalance": cash, "liquidationValue": liquidation, "equity": liquidation,
+                "maintenanceRequirement": round(requirement, 2), "availableFunds": available,
+                "buyingPower": available,
+            },
             "projectedBalances": {"cashBalance": cash},
         }
         if with_positions:
@@ -927,6 +936,14 @@ class SchwabStandIn:
                 "liquidationValue": cash + market,
             },
         }
+
+    @staticmethod
+    def _maintenance(p: _Position) -> float:
+        """A short option's requirement, simplified to 20% of the strike per share: the
+        stand-in knows no underlying price (the real rule is `risk.naked_margin_per_contract`)."""
+        if p.asset_type != "OPTION" or not p.short_qty:
+            return 0.0
+        return p.short_qty * 100 * 0.20 * parse_schwab(p.symbol).strike
 
     def _position_json(self, p: _Position) -> dict[str, Any]:
         quote = self.quote_book.get(p.symbol)

@@ -155,6 +155,9 @@ class PaperExecution:
     def positions(self) -> list[BrokerPosition]:
         return [p for p in self._positions.values() if p.quantity]
 
+    def balances(self) -> None:
+        return None  # no account: the engine sizes entries on RISK_TRADING_CAPITAL
+
     def submit(self, order: OrderRequest) -> str:
         order_id = f"paper-{order.intent_id}"
         self._orders[order_id] = (order, [], "WORKING", self._clock.now())

@@ -50,7 +50,7 @@ from alphagen_core.adapters.schwab.auth import (
     response_json,
 )
 from alphagen_core.adapters.schwab.config import SchwabConfig
-from alphagen_core.models import Action, BrokerPosition, Fill, OrderRequest, OrderUpdate
+from alphagen_core.models import Action, BrokerBalances, BrokerPosition, Fill, OrderRequest, OrderUpdate
 from alphagen_core.sim.clock import NY
 from alphagen_core.symbols import OptionSymbolError, polygon_to_schwab, schwab_to_polygon
 
@@ -137,6 +137,13 @@ def _to_int(value: Any, default: int = 0) -> int:
         return default
 
 
+def _to_float(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def _polygon_symbol(symbol: str, asset_type: str | None) -> str:
     if asset_type == "OPTION" or len(symbol) == 21:
         try:
@@ -198,6 +205,21 @@ class SchwabExecution:
             if position is not None:
                 result.append(position)
         return result
+
+    def balances(self) -> BrokerBalances:
+        """currentBalances of the account. A margin account states `buyingPower`; a cash
+        account only `cashAvailableForTrading`, which is then its buying power."""
+        account_hash = self.session.account_hash()
+        response = self.session.call("account balances", lambda c: c.get_account(account_hash))
+        body = response_json(response, "account balances")
+        account = body.get("securitiesAccount", {}) if isinstance(body, dict) else {}
+        current = account.get("currentBalances") or {}
+        cash = _to_float(current.get("cashBalance"))
+        buying_power = current.get("buyingPower", current.get("cashAvailableForTrading"))
+        if buying_power is None:
+            raise SchwabAPIError("account balances", response.status_code, "the answer states no buying power")
+        return BrokerBalances(cash=cash, buying_power=_to_float(buying_power),
+                              liquidation_value=_to_float(current.get("liquidationValue"), cash))
 
     @staticmethod
     def _position(row: dict[str, Any]) -> BrokerPosition | None:
