@@ -42,6 +42,11 @@ class MarketDataStream(Protocol):
         """Change the set of option contracts whose quotes are streamed."""
         ...
 
+    def connected_at(self, market: str) -> float | None:
+        """time.monotonic() of the current connection to `market` ("stocks", "options"), or
+        None while it is down: quotes from before a reconnect may have been superseded."""
+        ...
+
 
 class ExecutionClient(Protocol):
     def positions(self) -> list[BrokerPosition]: ...

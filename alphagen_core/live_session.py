@@ -132,6 +132,10 @@ class SessionTrader:
         self.mismatches = 0  # consecutive broker polls that disagree with the book
         self.buying_power: float | None = None  # the broker's, from the last poll (None: no account)
         self._last_quote_poll = self._last_flush = self._last_control_poll = self._last_broker_poll = 0.0
+        # A streamed source answers from memory and wakes the loop when a quote arrives, so
+        # the held contract is looked at on every pass instead of once a quote_poll_s.
+        self._pause: Callable[[float], None] = getattr(market, "wait_for_quote", time.sleep)
+        self._quote_poll_s = 0.0 if hasattr(market, "wait_for_quote") else timings.quote_poll_s
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -144,7 +148,7 @@ class SessionTrader:
             self.step(now)
             if self._finished(now):
                 break
-            time.sleep(self.t.poll_s)
+            self._pause(self.t.poll_s)
         self._flush_quotes(force=True)
         log.info("trader.end", orders=self.stats.orders_sent, fills=self.stats.fills,
                  realized_pnl=round(self.stats.realized_pnl, 2))
@@ -168,7 +172,7 @@ class SessionTrader:
             self._take(intent, now)
         self._track(now)
         self._retry_waiting(now)
-        if self.held and time.monotonic() - self._last_quote_poll >= self.t.quote_poll_s:
+        if self.held and time.monotonic() - self._last_quote_poll >= self._quote_poll_s:
             self._last_quote_poll = time.monotonic()
             self._watch(now)
         self._flush_quotes()
@@ -450,7 +454,7 @@ class SessionTrader:
         except Exception as exc:  # noqa: BLE001 - try again next poll; the flatten still applies
             log.warning("trader.quote_unavailable", error=type(exc).__name__)
             quote = None
-        if quote is not None:
+        if quote is not None and (not self.quotes or self.quotes[-1] != quote):
             self.quotes.append(quote)
         if self._exit_working():
             return

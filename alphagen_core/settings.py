@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     alphagen_cache_dir: Path = Path("data/cache")
     alphagen_chart_dir: Path = Path("data/charts")
     alphagen_data_provider: Literal["polygon", "schwab"] = "polygon"
+    # Live: stream the underlying's minute bars and the traded contracts' quotes from Polygon's
+    # websockets (needs POLYGON_API_KEY), REST as the fallback; false: poll REST only.
+    alphagen_market_stream: bool = True
     alphagen_broker: Literal["paper", "schwab"] = "paper"
     feature_enable_chart: bool = True
     # A simulated clock for every process (see alphagen_core/sim/clock.py); unset: wall clock.

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, op
 
-from alphagen_core.adapters.venues import broker_quotes, execution_client, market_data_client
+from alphagen_core.adapters.venues import (
+    broker_quotes,
+    execution_client,
+    market_data_client,
+    minute_market_data,
+    session_market_data,
+    streams,
+)
 from alphagen_core.gate import route
 from alphagen_core.calendar import session
 from alphagen_core.control import set_state
@@ -52,7 +59,7 @@ def minute_increment(context: OpExecutionContext, config: MinuteConfig, store: S
     cfg = settings.get()
     minute = dt.datetime.fromisoformat(config.minute)
     sess = session(minute.date())
-    market = market_data_client(cfg)
+    market = minute_market_data(cfg, clock_from_settings(cfg), sess.date)
     result = run_minute_increment(store.store(), market, cfg, sess, minute, context.run_id)
     if not result.minutes:
         context.log.info(f"{minute:%H:%M}: nothing new (already processed, or the bar is not published)")
@@ -87,12 +94,15 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
             last_logged[0] = time.monotonic()
             context.log.info(f"heartbeat {clock.now():%H:%M:%S} ET")
 
-    with lease:
-        market = market_data_client(cfg)
-        broker = execution_client(cfg, market, clock)
-        traded = route(cfg)
-        context.log.info(f"session {day}: mode {traded.mode.value}, broker {traded.broker}")
-        trader = SessionTrader(store.store(), broker, broker_quotes(broker, market), cfg, sess, clock, context.run_id,
+    traded = route(cfg)
+    market = market_data_client(cfg)
+    broker = execution_client(cfg, market, clock)
+    with lease, session_market_data(cfg, broker_quotes(broker, market), clock, day) as quotes:
+        if traded.broker == "paper":  # the fill model fills on the quotes the trader watches
+            broker = execution_client(cfg, quotes, clock)
+        streamed = "streamed, REST as the fallback" if streams(cfg) else "polled"
+        context.log.info(f"session {day}: mode {traded.mode.value}, broker {traded.broker}, quotes {streamed}")
+        trader = SessionTrader(store.store(), broker, quotes, cfg, sess, clock, context.run_id,
                                on_write=lambda added: _materialize(context, added, day),
                                heartbeat=heartbeat)
         stats = trader.run()

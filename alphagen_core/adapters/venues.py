@@ -5,10 +5,16 @@ fill model, the Schwab stand-in, or real Schwab orders) is the live gate's decis
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from alphagen_core.gate import route
 from alphagen_core.interfaces import ExecutionClient, MarketDataClient
 from alphagen_core.settings import Settings
 from alphagen_core.sim.clock import Clock
+from alphagen_core.streaming import BarSpool, SpooledMarketData, StreamedMarketData
 
 
 def market_data_client(settings: Settings) -> MarketDataClient:
@@ -46,3 +52,35 @@ def broker_quotes(broker: ExecutionClient, market: MarketDataClient) -> MarketDa
     from alphagen_core.adapters.schwab.market_data import SchwabMarketData
 
     return SchwabMarketData(session)
+
+
+def bar_spool(settings: Settings, session_date: dt.date) -> BarSpool:
+    return BarSpool(Path(settings.alphagen_cache_dir) / "stream", session_date)
+
+
+def streams(settings: Settings) -> bool:
+    return settings.alphagen_market_stream and bool(settings.polygon_api_key.get_secret_value())
+
+
+def minute_market_data(settings: Settings, clock: Clock, session_date: dt.date) -> MarketDataClient:
+    """A minute run's market data: the session job's streamed bars, or REST."""
+    rest = market_data_client(settings)
+    return SpooledMarketData(rest, bar_spool(settings, session_date), clock) if streams(settings) else rest
+
+
+@contextmanager
+def session_market_data(settings: Settings, quotes: MarketDataClient, clock: Clock,
+                        session_date: dt.date) -> Iterator[MarketDataClient]:
+    """The session job's quotes: Polygon's stream (spooling its bars for the minute runs) over
+    `quotes` as the REST fallback, or `quotes` alone when not streaming."""
+    if not streams(settings):
+        yield quotes
+        return
+    from alphagen_core.adapters.polygon.config import PolygonConfig
+    from alphagen_core.adapters.polygon.market_data import PolygonMarketData, PolygonStream
+
+    config = PolygonConfig.from_settings(settings)
+    with PolygonMarketData(config, clock=clock) as rest_bars:
+        stream = PolygonStream(config, rest_bars, clock)
+        with StreamedMarketData(stream, quotes, bar_spool(settings, session_date)) as streamed:
+            yield streamed

@@ -369,6 +369,7 @@ class PolygonStream:
         self.rejections: list[tuple[str, str]] = []
         self.events: list[tuple[float, str, str]] = []
         self.backfilled = 0  # bars delivered from REST
+        self._connected_at: dict[str, float] = {}
         self._watched: frozenset[str] = frozenset()
         self._watch_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -445,6 +446,7 @@ class PolygonStream:
             results = await asyncio.gather(*tasks, return_exceptions=True)
             with self._watch_lock:
                 self._loop = None
+            self._connected_at.clear()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
@@ -482,8 +484,16 @@ class PolygonStream:
             yield delay
             delay = min(delay * 2, self._max_backoff_s)
 
+    def connected_at(self, market: str) -> float | None:
+        """time.monotonic() when the current connection to `market` came up; None while down."""
+        return self._connected_at.get(market)
+
     def _event(self, market: str, what: str) -> None:
         self.events.append((time.monotonic(), market, what))
+        if what == "connected":
+            self._connected_at[market] = time.monotonic()
+        elif not what.startswith("server status"):
+            self._connected_at.pop(market, None)
         log.info("polygon %s websocket: %s", market, what)
 
     async def _supervise(self, market: str) -> None:
