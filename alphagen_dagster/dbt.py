@@ -123,6 +123,38 @@ class DbtManifest:
         return ["--select", *fqns, "--indirect-selection", "empty"]
 
 
+    def steps(self, context: AssetExecutionContext) -> list[list[str]]:
+        """The step's build as one dbt invocation per model, in dependency order, each with the
+        tests its model completes. dbt-duckdb holds the DuckDB file from its first node to its
+        last, so a single `dbt build` keeps live writers waiting for the whole build; one model
+        at a time, they wait for one model at most (the file is free between invocations)."""
+        if not self.selection(context):
+            models, tests = list(self.models), list(self.tests)
+        else:
+            models = [uid for uid, key in self.keys.items() if key in context.selected_asset_keys]
+            tests = [uid for uid, key in self.checks.items() if key in context.selected_asset_check_keys]
+        order = _dependency_order(models, {uid: self.models[uid]["depends_on"]["nodes"] for uid in models})
+        step_of = {uid: i for i, uid in enumerate(order)}
+        members: list[list[str]] = [[uid] for uid in order] or [[]]
+        for uid in tests:
+            parents = [step_of[d] for d in self.tests[uid]["depends_on"]["nodes"] if d in step_of]
+            members[max(parents, default=len(members) - 1)].append(uid)
+        nodes = {**self.models, **self.tests}
+        return [["--select", *("fqn:" + ".".join(nodes[uid]["fqn"]) for uid in step), "--indirect-selection", "empty"]
+                for step in members if step]
+
+
+def _dependency_order(nodes: list[str], parents: Mapping[str, list[str]]) -> list[str]:
+    """`nodes` with every node after its parents (those among `nodes`), otherwise as given."""
+    done: list[str] = []
+    pending = list(nodes)
+    while pending:
+        ready = next(uid for uid in pending if all(p in done or p not in nodes for p in parents[uid]))
+        done.append(ready)
+        pending.remove(ready)
+    return done
+
+
 def _dagster_meta(node: Mapping[str, Any]) -> Mapping[str, Any]:
     """A node's `meta.dagster` settings (asset_key, group, ref), as dagster-dbt reads them."""
     return node["config"].get("meta", {}).get("dagster", {})
@@ -153,10 +185,10 @@ def dbt_pnl_models(context: AssetExecutionContext, store: StoreResource, setting
     """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
     they are small, and a full build cannot drift from the tables)."""
     worker = dbt_process.take(str(store.store().path), settings.get().alphagen_cache_dir)
-    selection = manifest.selection(context)
-    context.log.info(f"dbt build {' '.join(selection)} (in a worker process; target {worker.target})")
+    steps = manifest.steps(context)
+    context.log.info(f"dbt build, {len(steps)} models one at a time (in a worker process; target {worker.target})")
     errors: list[str] = []
-    for message in worker.build(selection):
+    for message in worker.build(steps):
         if "log" in message:
             print(message["log"])  # dbt's own output, as a `dbt build` in a terminal prints it
         elif "parsed" in message:

@@ -10,7 +10,7 @@ fd 1 is pointed at stderr so that nothing else lands in the stream):
   {"parsed": bool, "seconds": float, "errors": [...]}          once, when ready
   {"log": str} | {"result": {...}}                               while `dbt build` runs
   {"done": bool, "errors": [...]}                                last
-Parent -> worker (stdin): {"build": [dbt selection args]}. On EOF instead (the parent is done
+Parent -> worker (stdin): {"build": [[dbt selection args], ...]}, one `dbt build` each. On EOF instead (the parent is done
 or gone) the worker exits, so it never outlives the run.
 """
 
@@ -65,10 +65,12 @@ class DbtProcess:
             start_new_session=True,
         )
 
-    def build(self, selection: list[str]) -> Iterator[dict[str, Any]]:
-        """Run `dbt build` with this selection; yields the worker's messages up to "done"."""
+    def build(self, steps: list[list[str]]) -> Iterator[dict[str, Any]]:
+        """Run `dbt build` once per selection in `steps`, in order, releasing the DuckDB file
+        between them and stopping at the first failure; yields the worker's messages up to
+        "done"."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._proc.stdin.write(json.dumps({"build": selection}) + "\n")
+        self._proc.stdin.write(json.dumps({"build": steps}) + "\n")
         self._proc.stdin.flush()
         for line in self._proc.stdout:
             message = json.loads(line)
@@ -161,17 +163,21 @@ def _serve(target: str) -> int:
             send(result={"unique_id": info["unique_id"], "status": info["node_status"],
                          "failures": data.get("num_failures"), "seconds": data.get("execution_time")})
 
-    try:
-        # dbt's unit tests check the SQL on hand-made rows, not the data: the test suite runs them.
-        built = dbtRunner(manifest=manifest, callbacks=[on_event]).invoke(
-            ["build", *args, "--no-write-json", "--exclude-resource-type", "unit_test", *json.loads(request)["build"]])
-    finally:  # dbt-duckdb keeps the file open until process exit otherwise
-        DuckDBConnectionManager.close_all_connections()
-    if built.exception is not None:
-        errors.append(f"{type(built.exception).__name__}: {built.exception}")
-    if not built.success and not errors:
-        errors.append("dbt build reported failure (see the dbt output above)")
-    send(done=built.success and not errors, errors=errors)
+    runner = dbtRunner(manifest=manifest, callbacks=[on_event])
+    for selection in json.loads(request)["build"]:
+        try:
+            # dbt's unit tests check the SQL on hand-made rows, not the data: the test suite runs them.
+            built = runner.invoke(["build", *args, "--no-write-json", "--exclude-resource-type", "unit_test",
+                                   *selection])
+        finally:  # dbt-duckdb keeps the file open until process exit otherwise
+            DuckDBConnectionManager.close_all_connections()
+        if built.exception is not None:
+            errors.append(f"{type(built.exception).__name__}: {built.exception}")
+        if not built.success and not errors:
+            errors.append("dbt build reported failure (see the dbt output above)")
+        if errors:
+            break
+    send(done=not errors, errors=errors)
     out.close()
     exit_without_teardown(0)  # dbt is done and the file released; unloading dbt takes ~0.5 s
 

@@ -19,7 +19,7 @@ def test_a_worker_nobody_asks_exits_on_eof(tmp_path):
 
 def test_a_dbt_error_comes_back_as_the_build_errors_not_a_hang(tmp_path):
     worker = dbt_process.DbtProcess("relative/path.duckdb", tmp_path / "cache")  # the profile refuses it
-    messages = list(worker.build([]))
+    messages = list(worker.build([[]]))
     assert messages[0]["parsed"] is False
     done = messages[-1]
     assert done["done"] is False
