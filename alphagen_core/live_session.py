@@ -132,6 +132,7 @@ class SessionTrader:
         self.mismatches = 0  # consecutive broker polls that disagree with the book
         self.buying_power: float | None = None  # the broker's, from the last poll (None: no account)
         self._last_quote_poll = self._last_flush = self._last_control_poll = self._last_broker_poll = 0.0
+        self._last_intents_poll = 0.0
         # A streamed source answers from memory and wakes the loop when a quote arrives, so
         # the held contract is looked at on every pass instead of once a quote_poll_s.
         self._pause: Callable[[float], None] = getattr(market, "wait_for_quote", time.sleep)
@@ -168,8 +169,10 @@ class SessionTrader:
             self._flatten_now(now)
         if time.monotonic() - self._last_broker_poll >= self.t.broker_poll_s:
             self._check_positions(now)
-        for intent in self._new_intents():
-            self._take(intent, now)
+        if time.monotonic() - self._last_intents_poll >= self.t.poll_s:  # a pushed quote wakes us more often
+            self._last_intents_poll = time.monotonic()
+            for intent in self._new_intents():
+                self._take(intent, now)
         self._track(now)
         self._retry_waiting(now)
         if self.held and time.monotonic() - self._last_quote_poll >= self._quote_poll_s:

@@ -30,7 +30,8 @@ What the stand-in makes up, since flat files do not carry it (documented here on
   running volume, ``op`` the first served bar's open, ``z`` volume / transactions.
 - Option quotes: each option minute bar yields ``quotes_per_minute`` quotes at evenly
   spaced moments inside the minute (12, 24, 36, 48 s for 4) whose price walks the bar's
-  path (open, low, high, close for an up bar; open, high, low, close otherwise), with
+  path (open, low, high, close for an up bar; open, high, low, close otherwise), or with
+  ``quotes_per_minute=OPEN_ONLY`` one quote at the minute's start at its open, with
   bid = max(price - half_spread, 0) and ask = price + half_spread. A snapshot's
   ``last_quote`` is the latest such quote at or before now; its ``day`` aggregates the
   contract's ended bars; ``underlying_asset.price`` is the underlying's last ended close.
@@ -298,7 +299,10 @@ class _DayStore:
 
 
 def _quote_path(bar: _OptBar, k: int) -> list[tuple[int, float]]:
-    """(time ms, price) of the k quotes inside the bar's minute."""
+    """(time ms, price) of the k quotes inside the bar's minute; k = OPEN_ONLY: one quote, the
+    open, at the minute's start."""
+    if k == OPEN_ONLY:
+        return [(bar.t, bar.o)]
     if k <= 0:
         return []
     path = [bar.o, bar.l, bar.h, bar.c] if bar.c >= bar.o else [bar.o, bar.h, bar.l, bar.c]
@@ -307,6 +311,9 @@ def _quote_path(bar: _OptBar, k: int) -> list[tuple[int, float]]:
         price = path[-1] if k == 1 else path[round(i * (len(path) - 1) / (k - 1))]
         out.append((bar.t + (i + 1) * MINUTE_MS // (k + 1), price))
     return out
+
+
+OPEN_ONLY = -1  # quotes_per_minute: the book shows each minute's opening quote only
 
 
 def _bid_ask(price: float, half_spread: float) -> tuple[float, float]:

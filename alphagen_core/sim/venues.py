@@ -18,7 +18,7 @@ from alphagen_core.adapters.polygon.flatfiles import flatfile_source, load_day
 from alphagen_core.calendar import session
 from alphagen_core.replay import quotes_by_minute
 from alphagen_core.sim.clock import SimClock
-from alphagen_core.sim.polygon_server import PolygonStandIn
+from alphagen_core.sim.polygon_server import OPEN_ONLY, PolygonStandIn
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabStandIn
 
 
@@ -46,8 +46,11 @@ class SimVenues:
                               access_key="", secret_key="")
         data = load_day(src, sess, cache_dir=self.cache_dir)
         self._minutes = quotes_by_minute(data.options, self.half_spread)
+        # Both venues show one market: each minute's opening bid/ask (the Schwab book below, and
+        # Polygon's snapshots and `Q` stream), as the paper fill rule assumes.
         self.polygon = PolygonStandIn(data, host="127.0.0.1", port=self.polygon_port, ws_port=self.polygon_ws_port,
-                                      api_key=self.api_key, clock=self.clock, half_spread=self.half_spread)
+                                      api_key=self.api_key, clock=self.clock, half_spread=self.half_spread,
+                                      quotes_per_minute=OPEN_ONLY)
         self.schwab = SchwabStandIn(port=self.schwab_port, app_key=self.schwab_app_key,
                                     app_secret=self.schwab_app_secret, account_number=self.schwab_account,
                                     quote_book=QuoteBook(self.clock), clock=self.clock)
