@@ -118,7 +118,7 @@ class _Stored:
     last_minute: dt.datetime | None
 
 
-def read_session(store: Store, mode: str, session_date: dt.date) -> _Stored:
+def read_session(store: Store, mode: str, session_date: dt.date, half_spread: float) -> _Stored:
     version = session_version(session_date)
     args = [mode, session_date, version]
     where = "WHERE mode = ? AND session_date = ? AND version = ?"
@@ -133,7 +133,7 @@ def read_session(store: Store, mode: str, session_date: dt.date) -> _Stored:
         last = con.execute(f"SELECT max(period_start) FROM normalized_ticks {where}", args).fetchone()
     return _Stored(
         bars=[bar_from_row(r) for r in bars.iter_rows(named=True)],
-        chain=chain_by_minute(chain),
+        chain=chain_by_minute(chain, half_spread),
         events=[e for e in executions_from(events) if e.status in FINAL_STATUSES],
         last_minute=last[0] if last else None,
     )
@@ -145,15 +145,24 @@ def bar_from_row(r: Mapping[str, Any]) -> Bar:
                transactions=r["transactions"])
 
 
-def chain_by_minute(rows: pl.DataFrame) -> dict[dt.datetime, dict[str, OptionQuote]]:
+def chain_by_minute(rows: pl.DataFrame, half_spread: float) -> dict[dt.datetime, dict[str, OptionQuote]]:
     out: dict[dt.datetime, dict[str, OptionQuote]] = {}
     for r in rows.iter_rows(named=True):
         contract = OptionContract(r["underlying"], r["expiry"], Right(r["right"]), r["strike"])
         out.setdefault(r["est_timestamp"], {})[r["option_symbol"]] = OptionQuote(
             symbol=r["option_symbol"], contract=contract, start=r["est_timestamp"], bid=r["bid"],
-            ask=r["ask"], last=r["last"], volume=r["volume"], quoted_at=r["quoted_at"],
+            ask=r["ask"], last=r["last"], volume=r["volume"], quoted_at=r["quoted_at"], high=r["high"],
+            low=r["low"], half_spread=half_spread if r["high"] is not None else 0.0,
         )
     return out
+
+
+def with_minute_range(quote: OptionQuote, bar: Bar | None, half_spread: float) -> OptionQuote:
+    """The held contract's quote with its minute aggregate's range, so that the loss limit
+    values the short at the ask of the minute's high, as a replay of the day does."""
+    if bar is None:
+        return quote
+    return replace(quote, high=bar.high, low=bar.low, half_spread=half_spread)
 
 
 def executions_from(rows: pl.DataFrame) -> list[Execution]:
@@ -193,7 +202,7 @@ def quote_rows(quotes: list[OptionQuote], kind: str, source: str) -> list[dict[s
     return [
         {"option_symbol": q.symbol, "est_timestamp": q.start, "underlying": q.contract.root,
          "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
-         "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": None, "low": None,
+         "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": q.high, "low": q.low,
          "volume": q.volume, "quote_kind": kind, "source": source, "quoted_at": q.source_time}
         for q in quotes
     ]
@@ -228,7 +237,17 @@ def run_minute_increment(
     bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
     chain = market.option_chain(settings.polygon_options_underlying, sess.date)
     with _turn(store.path):
-        return _increment(store, settings, sess, bars, chain, run_id)
+        return _increment(store, market, settings, sess, bars, chain, run_id)
+
+
+def _held_contract_bars(market: MarketDataClient, engine: Engine, sess: Session) -> dict[dt.datetime, Bar]:
+    if engine.position is None:
+        return {}
+    try:
+        return {b.start: b for b in market.minute_bars(engine.position.symbol, sess.date)}
+    except Exception as exc:  # noqa: BLE001 - valued at the ask alone (Schwab has no option minute bars)
+        log.warning("minute.held_contract_bars_unavailable", error=type(exc).__name__)
+        return {}
 
 
 @contextmanager
@@ -238,10 +257,10 @@ def _turn(db_path: Path) -> Iterator[None]:
         yield
 
 
-def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar], chain: list[OptionQuote],
-               run_id: str) -> MinuteIncrement:
+def _increment(store: Store, market: MarketDataClient, settings: Settings, sess: Session, bars: list[Bar],
+               chain: list[OptionQuote], run_id: str) -> MinuteIncrement:
     mode = route(settings).mode.value
-    stored = read_session(store, mode, sess.date)
+    stored = read_session(store, mode, sess.date, settings.paper_half_spread)
     last = stored.last_minute
     new_bars = [b for b in bars if last is None or b.start > last]
     result = MinuteIncrement()
@@ -263,8 +282,11 @@ def _increment(store: Store, settings: Settings, sess: Session, bars: list[Bar],
     chain_rows: list[dict[str, Any]] = []
     source = f"{settings.alphagen_data_provider}-live"
     started = time.perf_counter()
+    held_bars = _held_contract_bars(market, engine, sess)
     for bar in new_bars:
         quotes = {q.symbol: replace(q, start=bar.start, quoted_at=q.source_time) for q in chain}
+        if (held := engine.position.symbol if engine.position else None) in quotes:
+            quotes[held] = with_minute_range(quotes[held], held_bars.get(bar.start), settings.paper_half_spread)
         out: StepOutput = engine.on_slice(MinuteSlice(bar, quotes))
         out.executions = []  # table 8 is the session job's
         run.add(out, bar.start, engine.broker.name)

@@ -18,6 +18,7 @@ from alphagen_core.adapters.polygon.flatfiles import flatfile_source, load_day
 from alphagen_core.calendar import session
 from alphagen_core.replay import quotes_by_minute
 from alphagen_core.sim.clock import SimClock
+from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.polygon_server import OPEN_ONLY, PolygonStandIn
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabStandIn
 
@@ -37,6 +38,7 @@ class SimVenues:
     schwab_app_secret: str = "sim-app-secret"
     schwab_account: str = "12345678"
     half_spread: float = 0.02
+    polygon_faults: Faults | None = None  # e.g. a websocket drop mid-session
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -50,7 +52,7 @@ class SimVenues:
         # Polygon's snapshots and `Q` stream), as the paper fill rule assumes.
         self.polygon = PolygonStandIn(data, host="127.0.0.1", port=self.polygon_port, ws_port=self.polygon_ws_port,
                                       api_key=self.api_key, clock=self.clock, half_spread=self.half_spread,
-                                      quotes_per_minute=OPEN_ONLY)
+                                      quotes_per_minute=OPEN_ONLY, faults=self.polygon_faults)
         self.schwab = SchwabStandIn(port=self.schwab_port, app_key=self.schwab_app_key,
                                     app_secret=self.schwab_app_secret, account_number=self.schwab_account,
                                     quote_book=QuoteBook(self.clock), clock=self.clock)

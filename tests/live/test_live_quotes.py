@@ -28,7 +28,7 @@ class FrozenChainMarket:
         self.upto = self.slices[0].bar.start
 
     def minute_bars(self, symbol: str, session_date: dt.date) -> list[Bar]:
-        return [s.bar for s in self.slices if s.bar.start <= self.upto]
+        return [s.bar for s in self.slices if s.bar.start <= self.upto and s.bar.symbol == symbol]
 
     def option_chain(self, underlying: str, expiry: dt.date) -> list[OptionQuote]:
         current = next(s for s in self.slices if s.bar.start == self.upto)

@@ -55,7 +55,9 @@ def test_simulated_session_matches_the_replay(tmp_path):
                        speed=6.0, start=START)
     end = dt.datetime.combine(DAY, UNTIL, tzinfo=venues.clock.start.tzinfo)
     with venues:
-        env = sim_env(tmp_path, venues)
+        # The second round trip reaches the daily loss limit (realized plus the open short at
+        # the ask of its minute's high): both must stop at the same minute at the same price.
+        env = {**sim_env(tmp_path, venues), "RISK_MAX_DAILY_LOSS": "5000"}
         with service(env, ui=False, log_dir=tmp_path / "logs"):
             while venues.clock.now() < end:
                 time.sleep(0.5)
@@ -64,7 +66,13 @@ def test_simulated_session_matches_the_replay(tmp_path):
     store = Store(env["ALPHAGEN_DUCKDB_PATH"])
 
     expected = replay_orders(store)
-    assert len(expected) >= 5 and live_orders(summary) == expected
+    assert len(expected) == 4 and live_orders(summary) == expected
+    reasons = store.query("SELECT mode, reason FROM trade_intents WHERE action = 'BUY_TO_CLOSE' "
+                          "ORDER BY mode, est_timestamp")
+    assert reasons.rows() == [(m, r) for m in ("paper", "replay") for r in ("reversal", "daily_loss_limit")]
+    later = store.query("SELECT mode, drop_reason FROM signals WHERE est_timestamp > ? ORDER BY mode",
+                        [dt.datetime.combine(DAY, dt.time(9, 54), tzinfo=venues.clock.start.tzinfo)])
+    assert later.rows() == [("paper", "daily_loss_limit"), ("replay", "daily_loss_limit")]
     assert all(o["status"] == "FILLED" for o in summary["orders"])
 
     fills = store.query("SELECT intent_id, count(*) AS n FROM executions "

@@ -1,0 +1,92 @@
+"""An operator's controls and a websocket drop in one simulated session (the real daemon and
+code location, both stand-ins, an accelerated clock, streamed market data):
+
+- `alphagen halt` while a short is open: the reversal still closes it, its rollover entry is
+  not sent; the session job is then SIGKILLed and the relaunched one keeps the halt;
+- `alphagen resume`: the next crossover trades;
+- `alphagen flatten` while that short is open: the closing order reaches the broker within
+  2 s, and the trader records `halted` once flat;
+- Polygon's websocket drops mid-session: the stream reconnects, the bar spool has no gap, and
+  every minute is processed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alphagen_core.control import current_state
+from alphagen_core.models import TradingState
+from alphagen_core.sim import Faults
+from alphagen_core.sim.days import write_sim_day
+from alphagen_core.sim.venues import SimVenues
+from alphagen_core.store import Store
+from alphagen_core.streaming import BarSpool
+from alphagen_dagster.service import service, sim_env
+from tests.live.test_sim_session import DAY, _kill_session_job, _wait
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+ALPHAGEN = Path(sys.executable).with_name("alphagen")
+
+
+def _control(env: dict[str, str], command: str) -> None:
+    done = subprocess.run([str(ALPHAGEN), command, "--date", DAY.isoformat(), "--reason", "test"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def _orders(venues: SimVenues) -> list[tuple[str, str]]:
+    return [(o.instruction, o.status) for o in venues.schwab.orders]
+
+
+def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
+    write_sim_day(DAY, tmp_path / "flatfiles")
+    # the stocks feed drops after its 6th message (the 09:44 bar or so); the reconnect backfills
+    venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache", speed=6.0,
+                       start=dt.time(9, 38), polygon_faults=Faults(drop_after_messages=6, max_drops=1, seed=1))
+    tz = venues.clock.start.tzinfo
+    end = dt.datetime.combine(DAY, dt.time(10, 2), tzinfo=tz)
+    with venues:
+        env = sim_env(tmp_path, venues)
+        store = Store(env["ALPHAGEN_DUCKDB_PATH"])
+        with service(env, ui=False, log_dir=tmp_path / "logs"):
+            _wait(lambda: ("SELL_TO_OPEN", "FILLED") in _orders(venues), venues, end)  # the 09:40 entry
+            _control(env, "halt")
+            _kill_session_job(tmp_path)
+            # the 09:51 reversal closes the short; its rollover is not sent
+            _wait(lambda: ("BUY_TO_CLOSE", "FILLED") in _orders(venues)
+                  and venues.clock.now().time() >= dt.time(9, 53), venues, end)
+            after_halt = _orders(venues)
+            _control(env, "resume")
+            _wait(lambda: len(venues.schwab.orders) > len(after_halt)
+                  and venues.schwab.orders[-1].status == "FILLED", venues, end)  # the 09:59 entry
+            _control(env, "flatten")
+            _wait(lambda: current_state(store, "paper", DAY).reason == "flattened", venues, end)
+        dropped = venues.polygon.stats["ws_drops"]
+    assert after_halt == [("SELL_TO_OPEN", "FILLED"), ("BUY_TO_CLOSE", "FILLED")]
+    rollover = store.query("""SELECT e.status, e.order_id FROM trade_intents i JOIN executions e USING (intent_id)
+                              WHERE i.mode = 'paper' AND i.reason = 'rollover' AND i.est_timestamp < ?""",
+                           [dt.datetime.combine(DAY, dt.time(9, 55), tzinfo=tz)])
+    assert rollover.rows() in ([], [("CANCELED", "not-sent")])  # dropped by the minute run, or by the trader
+    exits = store.query("SELECT reason FROM trade_intents WHERE mode = 'paper' AND action = 'BUY_TO_CLOSE' "
+                        "ORDER BY est_timestamp")["reason"].to_list()
+    assert exits[0] == "reversal" and exits[-1] == "flatten"
+    asked = store.query("SELECT written_at FROM control_events WHERE state = 'flattening'")["written_at"][0]
+    sent = store.query("""SELECT e.written_at FROM executions e JOIN trade_intents i USING (intent_id)
+                          WHERE i.reason = 'flatten' AND e.status = 'SUBMITTED'""")["written_at"][0]
+    assert (sent - asked).total_seconds() <= 2.0
+    latest = current_state(store, "paper", DAY)
+    assert (latest.state, latest.source) == (TradingState.HALTED, "trader")
+    assert venues.schwab.positions() == {}
+    # the websocket dropped once; the spool and the minute runs have every minute
+    assert dropped == 1
+    spooled = [b.start for b in BarSpool(tmp_path / "cache" / "stream", DAY).read("QQQ")]
+    assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(spooled, spooled[1:]))
+    processed = store.query("SELECT est_timestamp FROM equity_bars WHERE mode = 'paper' ORDER BY 1")
+    minutes = processed["est_timestamp"].to_list()
+    assert minutes[0].time() == dt.time(9, 30) and minutes[-1].time() >= dt.time(10, 0)
+    assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(minutes, minutes[1:]))
