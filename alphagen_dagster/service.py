@@ -105,7 +105,10 @@ def sim_env(workdir: Path, venues: Any) -> dict[str, str]:
 
 
 def run_sim_session(day: dt.date, workdir: Path, *, source: str | None, speed: float, start: dt.time,
-                    until: dt.time, ui: bool, port: int, echo=print) -> dict[str, Any]:
+                    until: dt.time, ui: bool, port: int, echo=print,
+                    settings: dict[str, str] | None = None) -> dict[str, Any]:
+    """`settings`: environment settings for the service beyond the sim's own (e.g.
+    ALPHAGEN_MARKET_STREAM=false)."""
     from alphagen_core.sim.days import write_sim_day
     from alphagen_core.sim.venues import SimVenues
 
@@ -116,7 +119,7 @@ def run_sim_session(day: dt.date, workdir: Path, *, source: str | None, speed: f
     venues = SimVenues(day=day, source=source, cache_dir=workdir / "cache", speed=speed, start=start)
     end = dt.datetime.combine(day, until, tzinfo=venues.clock.start.tzinfo)
     with venues:
-        env = sim_env(workdir, venues)
+        env = {**sim_env(workdir, venues), **(settings or {})}
         echo(f"sim session {day} from {start:%H:%M} to {until:%H:%M} ET at x{speed:g}; work dir {workdir}")
         with service(env, ui=ui, port=port, log_dir=workdir / "logs"):
             if ui:
