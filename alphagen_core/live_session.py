@@ -55,6 +55,7 @@ from alphagen_core.symbols import parse_polygon
 log = structlog.get_logger(__name__)
 
 RECONCILE_SLACK = dt.timedelta(minutes=2)
+WATCH_RECORD_EVERY = dt.timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -457,19 +458,27 @@ class SessionTrader:
         except Exception as exc:  # noqa: BLE001 - try again next poll; the flatten still applies
             log.warning("trader.quote_unavailable", error=type(exc).__name__)
             quote = None
-        if quote is not None and (not self.quotes or self.quotes[-1] != quote):
-            self.quotes.append(quote)
-        if self._exit_working():
-            return
         reason = None
-        if now >= self.flatten_at:
+        if self._exit_working():
+            pass
+        elif now >= self.flatten_at:
             reason = ExitReason.CLOSE
         elif quote is not None and quote.ask >= held.stop_loss:
             reason = ExitReason.STOP_LOSS
         elif quote is not None and quote.ask <= held.take_profit:
             reason = ExitReason.TAKE_PROFIT
+        self._record(quote, crossed=reason is not None)
         if reason is not None:
             self._send_exit(reason, quote, now)
+
+    def _record(self, quote: OptionQuote | None, crossed: bool) -> None:
+        """Table 2 keeps the held quotes at most one a second (a streamed contract may quote
+        many times a second), and always the one that crossed a stop or target."""
+        if quote is None or (self.quotes and self.quotes[-1] == quote):
+            return
+        last = self.quotes[-1].start if self.quotes else None
+        if crossed or last is None or quote.start - last >= WATCH_RECORD_EVERY:
+            self.quotes.append(quote)
 
     def _send_exit(self, reason: ExitReason, quote: OptionQuote | None, now: dt.datetime) -> None:
         held = self.held
