@@ -3,7 +3,8 @@ flat files on a sim clock, so that the official ``massive`` clients work against
 
 REST (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive)::
 
-    GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}   from/to: YYYY-MM-DD or unix ms
+    GET /v2/aggs/ticker/{T}/range/1/minute/{from}/{to}   T: the underlying or an option ticker;
+                                                          from/to: YYYY-MM-DD or unix ms
         ?adjusted=&sort=asc|desc&limit=(default 5000, max 50000)
         -> {"ticker", "status": "OK", "adjusted", "queryCount", "resultsCount", "count",
             "request_id", "results": [{v, vw, o, c, h, l, t, n}], "next_url"?}
@@ -131,6 +132,15 @@ class _OptBar:
     day_l: float
     day_v: float
     day_vw: float
+
+    def rest(self) -> dict[str, Any]:
+        """The contract's minute aggregate, as /v2/aggs serves an option ticker (`vw` made up
+        as the bar's typical price, as for the underlying)."""
+        out: dict[str, Any] = {"v": self.v, "vw": round((self.h + self.l + self.c) / 3.0, 4), "o": self.o,
+                               "c": self.c, "h": self.h, "l": self.l, "t": self.t}
+        if self.n is not None:
+            out["n"] = self.n
+        return out
 
 
 @dataclass(frozen=True, slots=True)

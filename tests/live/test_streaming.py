@@ -89,3 +89,12 @@ def test_quotes_come_from_the_stream_once_quoted_on_this_connection_and_wake_the
                 assert rest.quote_calls == calls  # answered from memory
     assert streamed.start > first[symbol].start - MINUTE and streamed.start.tzinfo is not None
     assert streamed.start <= clock.now()  # the source's own time, not the time received
+
+
+def test_the_stand_in_serves_an_option_contracts_minute_bars_up_to_now():
+    clock = SimClock(at(10, 0, 30.0), speed=FROZEN)
+    symbol = zero_dte_symbols()[len(zero_dte_symbols()) // 2]
+    with standin(clock) as s, PolygonMarketData(config_for(s), clock=clock) as rest:
+        bars = rest.minute_bars(symbol, DAY)
+    assert bars and bars[-1].start <= at(9, 59) and all(b.symbol == symbol for b in bars)
+    assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
