@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     # websockets (needs POLYGON_API_KEY), REST as the fallback; false: poll REST only.
     alphagen_market_stream: bool = True
     alphagen_broker: Literal["paper", "schwab"] = "paper"
+    # The storage a new Dagster home gets: dagster.yaml (SQLite) or dagster.postgres.yaml.
+    alphagen_dagster_storage: Literal["sqlite", "postgres"] = "sqlite"
     feature_enable_chart: bool = True
     # A simulated clock for every process (see alphagen_core/sim/clock.py); unset: wall clock.
     alphagen_sim_start: str = ""

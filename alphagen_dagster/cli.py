@@ -524,6 +524,18 @@ def sim_session(day: dt.date, source: str | None, speed: float, start_time: str,
                     until=dt.time.fromisoformat(until_time), ui=ui, port=port, echo=click.echo)
 
 
+@main.command()
+@click.option("--mode", type=click.Choice(["paper", "live"]), default=None,
+              help="The mode to check for. Default: ALPHAGEN_MODE if paper or live, else paper (as `alphagen run`).")
+@click.option("--min-free-gb", default=2.0, show_default=True, help="Less free disk space than this fails.")
+def doctor(mode: str | None, min_free_gb: float) -> None:
+    """The pre-market check: settings, Schwab token, data sources, broker, clock, disk, DuckDB,
+    Dagster daemon and sensors. One line per check; exit code 1 if any failed."""
+    from alphagen_dagster.doctor import GIB, command
+
+    exit_without_teardown(command(mode, int(min_free_gb * GIB), click.echo))
+
+
 @main.command("schwab-login")
 def schwab_login() -> None:
     """Sign in to Schwab once (OAuth in the browser); stores the token at SCHWAB_TOKEN_PATH (0600)."""

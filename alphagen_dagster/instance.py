@@ -21,7 +21,7 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROCESS_TAG = "alphagen/process"
 POOL = "duckdb"
-_INITIALISED = ".alphagen-initialised"
+INITIALISED = ".alphagen-initialised"
 
 
 class BrokenHomeError(RuntimeError):
@@ -40,19 +40,34 @@ def prepare_home(home: Path) -> Path:
     """Create `home` with the project's dagster.yaml and initialise its storages, once, under
     a file lock (a no-op once done)."""
     home = home.resolve()
-    if (home / _INITIALISED).exists():
+    if (home / INITIALISED).exists():
         return home
     home.mkdir(parents=True, exist_ok=True)
     with _locked(home / ".alphagen-init.lock"):
-        if not (home / _INITIALISED).exists():
+        if not (home / INITIALISED).exists():
             if not (home / "dagster.yaml").exists():
-                shutil.copyfile(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+                shutil.copyfile(instance_template(), home / "dagster.yaml")
             with open_instance(home) as instance:  # creates and stamps every storage
                 instance.get_runs(limit=1)
                 instance.event_log_storage.get_concurrency_keys()
                 instance.all_instigator_state()
-            (home / _INITIALISED).touch()
+            (home / INITIALISED).touch()
     return home
+
+
+def instance_template() -> Path:
+    """The dagster.yaml a new home gets: ALPHAGEN_DAGSTER_STORAGE=sqlite (the embedded
+    default, dagster.yaml) or postgres (dagster.postgres.yaml; its connection from the
+    ALPHAGEN_PG_* environment variables). An existing home keeps its own dagster.yaml."""
+    from alphagen_core.settings import load_settings
+
+    storage = load_settings().alphagen_dagster_storage
+    return PROJECT_DIR / ("dagster.postgres.yaml" if storage == "postgres" else "dagster.yaml")
+
+
+def storage_kind(instance) -> str:
+    """"postgres" or "sqlite": where this instance keeps its runs."""
+    return "postgres" if "postgres" in type(instance.run_storage).__module__ else "sqlite"
 
 
 @contextmanager
