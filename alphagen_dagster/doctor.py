@@ -110,11 +110,25 @@ def run_checks(settings: Settings, *, mode: str | None = None, home: Path | None
         ("dagster daemon", check_daemon),
         ("live sensors", check_sensors),
     ]
+    _import_what_checks_use()
     with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="doctor") as pool:
         futures = [(name, pool.submit(_guarded, fn, ctx)) for name, fn in checks]
         results = [CheckResult(name, *future.result()) for name, future in futures]
     secrets = settings.secret_values() + _pg_secrets()
     return [CheckResult(r.name, r.status, _redact(r.detail, secrets)) for r in results]
+
+
+def _import_what_checks_use() -> None:
+    """Import here, in one thread: modules first imported by several threads at once can
+    deadlock on Python's import locks (seen with dagster's and schwab-py's packages)."""
+    import importlib
+
+    for name in ("httpx", "websockets.sync.client", "dagster", "dagster._daemon.controller",
+                 "dagster._core.scheduler.instigation", "alphagen_core.store",
+                 "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.auth",
+                 "alphagen_core.adapters.schwab.execution", "alphagen_core.adapters.schwab.market_data",
+                 "alphagen_core.adapters.schwab.ratelimit"):
+        importlib.import_module(name)
 
 
 def failures(results: Iterable[CheckResult]) -> list[CheckResult]:

@@ -1,0 +1,172 @@
+"""`alphagen doctor` against the Polygon and Schwab stand-ins and a real dagster-daemon on
+loopback: it passes while everything runs, and fails naming the check when the token has
+expired or a stand-in stops. The service's own pre-market run of the same checks too."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+
+from alphagen_core.adapters.schwab.auth import write_private_file
+from alphagen_core.calendar import NY
+from alphagen_core.settings import load_settings
+from alphagen_core.sim.days import write_sim_day
+from alphagen_core.sim.venues import SimVenues
+from alphagen_dagster.doctor import LIVE_SENSORS, Status, offset_bounds, run_checks
+from alphagen_dagster.instance import open_instance, prepare_home
+from alphagen_dagster.service import PROJECT_DIR, service, sim_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+DAY = dt.date(2024, 12, 12)
+# After the live window (close + 30 min): the sensors run and skip, nothing trades, and the
+# stand-ins serve the whole day's bars and the chain's last quotes.
+AFTER_THE_SESSION = dt.time(16, 35)
+CHECKS = ["settings", "schwab token", "polygon rest", "polygon websocket", "broker", "clock", "disk space",
+          "duckdb", "dagster instance", "dagster daemon", "live sensors"]
+
+
+def doctor(env: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Run `alphagen doctor`; its exit code and {check: its line}."""
+    done = subprocess.run([str(Path(sys.executable).with_name("alphagen")), "doctor", "--min-free-gb", "0.01"],
+                          cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120)
+    lines = {}
+    for line in done.stdout.splitlines():
+        for name in CHECKS:
+            if line[2:].split(None, 1)[-1].startswith(name + " ") and name not in lines:
+                lines[name] = line
+    assert set(lines) == set(CHECKS), done.stdout + done.stderr
+    return done.returncode, lines
+
+
+def failed(lines: dict[str, str]) -> set[str]:
+    return {name for name, line in lines.items() if "FAIL" in line.split()[:2]}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    """The stand-ins on one sim clock and the service (daemon only) on them, once the daemon
+    has evaluated the live sensors."""
+    workdir = tmp_path_factory.mktemp("doctor")
+    write_sim_day(DAY, workdir / "flatfiles")
+    venues = SimVenues(day=DAY, source=str(workdir / "flatfiles"), cache_dir=workdir / "cache", speed=1.0,
+                       start=AFTER_THE_SESSION)
+    with venues:
+        env = sim_env(workdir, venues)
+        with service(env, ui=False, log_dir=workdir / "logs"):
+            _wait_for_sensor_ticks(Path(env["DAGSTER_HOME"]))
+            yield venues, env, workdir
+
+
+def _wait_for_sensor_ticks(home: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open_instance(home) as instance:
+            ticked = {s.name for s in instance.all_instigator_state()
+                      if getattr(s.instigator_data, "last_tick_timestamp", None)}
+        if set(LIVE_SENSORS) <= ticked:
+            return
+        time.sleep(1)
+    pytest.fail(f"the daemon did not evaluate {LIVE_SENSORS} within {timeout_s} s (logs: {home.parent / 'logs'})")
+
+
+def test_doctor_passes_against_the_stand_ins(running):
+    _, env, _ = running
+    code, lines = doctor(env)
+    assert code == 0 and not failed(lines), "\n".join(lines.values())
+    assert "SKIP" not in lines["schwab token"] and "refresh token valid for 6d" in lines["schwab token"]
+    assert "account found" in lines["broker"] and "stand-in" in lines["settings"]
+    assert "bars of 2024-12-12" in lines["polygon rest"] and "0DTE contracts" in lines["polygon rest"]
+    assert "sqlite storage" in lines["dagster instance"]
+
+
+def test_the_services_premarket_run_passes_and_the_sensor_fires_once_a_day_at_open_minus_30(running, monkeypatch):
+    _, env, _ = running
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from alphagen_dagster.premarket import premarket_check_job, premarket_check_sensor
+
+    result = premarket_check_job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+    with DagsterInstance.ephemeral() as instance:
+        for when, expected in ((dt.datetime(2024, 12, 12, 9, 0, 5), "premarket-2024-12-12"),
+                               (dt.datetime(2024, 12, 12, 9, 29, 50), "premarket-2024-12-12"),
+                               (dt.datetime(2024, 12, 12, 9, 30, 0), None),
+                               (dt.datetime(2024, 12, 12, 8, 59, 0), None),
+                               (dt.datetime(2024, 12, 14, 9, 10, 0), None)):  # a Saturday
+            monkeypatch.setenv("ALPHAGEN_SIM_START", when.replace(tzinfo=NY).isoformat())
+            monkeypatch.setenv("ALPHAGEN_SIM_EPOCH", repr(time.time()))
+            answer = premarket_check_sensor(build_sensor_context(instance=instance))
+            if expected:
+                assert isinstance(answer, RunRequest) and answer.run_key == expected
+            else:
+                assert isinstance(answer, SkipReason), when
+
+
+def test_doctor_fails_naming_the_check_when_the_token_expired_or_a_stand_in_stops(running, monkeypatch):
+    venues, env, workdir = running
+    token = json.loads(Path(env["SCHWAB_TOKEN_PATH"]).read_text())
+    token["creation_timestamp"] = int(time.time()) - 8 * 86400  # signed in 8 days ago
+    expired = workdir / "secrets" / "expired_token.json"
+    write_private_file(expired, json.dumps(token))
+    code, lines = doctor({**env, "SCHWAB_TOKEN_PATH": str(expired)})
+    assert code == 1 and failed(lines) == {"schwab token", "broker"}, "\n".join(lines.values())
+    assert "expired" in lines["schwab token"] and "alphagen schwab-login" in lines["schwab token"]
+
+    venues.polygon.stop()
+    code, lines = doctor(env)
+    assert code == 1 and failed(lines) == {"polygon rest", "polygon websocket", "clock"}, "\n".join(lines.values())
+
+    for name, value in env.items():  # the service's run names the failed checks too
+        monkeypatch.setenv(name, value)
+    from alphagen_dagster.premarket import premarket_check_job
+
+    result = premarket_check_job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    description = failure.step_failure_data.user_failure_data.description
+    assert "polygon rest" in description and "polygon websocket" in description and "clock" in description
+
+    venues.schwab.stop()
+    code, lines = doctor(env)
+    assert code == 1 and failed(lines) == {"polygon rest", "polygon websocket", "clock", "broker"}
+
+
+def test_without_a_daemon_the_daemon_and_sensor_checks_fail(tmp_path, monkeypatch):
+    home = prepare_home(tmp_path / "home")
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens: the venue checks fail at once, on loopback
+    for name, value in {"ALPHAGEN_DUCKDB_PATH": str(tmp_path / "db.duckdb"), "POLYGON_REST_URL": f"http://{closed}",
+                        "POLYGON_STOCK_WS_URL": f"ws://{closed}/stocks",
+                        "POLYGON_OPTIONS_WS_URL": f"ws://{closed}/options"}.items():
+        monkeypatch.setenv(name, value)
+    results = {r.name: r for r in run_checks(load_settings(_env_file=None), home=home, timeout_s=1.0)}
+    assert results["dagster instance"].status is Status.OK
+    assert results["dagster daemon"].status is Status.FAIL and "alphagen run" in results["dagster daemon"].detail
+    assert results["live sensors"].status is Status.FAIL and "never evaluated" in results["live sensors"].detail
+    assert results["duckdb"].status is Status.OK and "not created yet" in results["duckdb"].detail
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_clock_offset_bounds_narrow_to_the_true_offset():
+    """A server 2.4 s ahead, answering in whole seconds: the bounds contain 2.4 and are
+    narrower than the header's one-second resolution once samples cross a second."""
+    def header() -> str:
+        import email.utils
+
+        return email.utils.formatdate(time.time() + 2.4, usegmt=True)
+
+    lo, hi = offset_bounds(header, samples=5, gap_s=0.27)
+    assert lo <= 2.4 <= hi and hi - lo < 0.8
