@@ -23,6 +23,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-postgresql.sh
 	$(BIN)/python -m pytest
 
 test-fast: setup
