@@ -36,9 +36,10 @@ def dagster_home() -> Path:
     return home
 
 
-def prepare_home(home: Path) -> Path:
-    """Create `home` with the project's dagster.yaml and initialise its storages, once, under
-    a file lock (a no-op once done)."""
+def prepare_home(home: Path, storage: str | None = None) -> Path:
+    """Create `home` with the project's dagster.yaml (for `storage`, default
+    ALPHAGEN_DAGSTER_STORAGE) and initialise its storages, once, under a file lock (a no-op
+    once done)."""
     home = home.resolve()
     if (home / INITIALISED).exists():
         return home
@@ -46,7 +47,7 @@ def prepare_home(home: Path) -> Path:
     with _locked(home / ".alphagen-init.lock"):
         if not (home / INITIALISED).exists():
             if not (home / "dagster.yaml").exists():
-                shutil.copyfile(instance_template(), home / "dagster.yaml")
+                shutil.copyfile(instance_template(storage), home / "dagster.yaml")
             with open_instance(home) as instance:  # creates and stamps every storage
                 instance.get_runs(limit=1)
                 instance.event_log_storage.get_concurrency_keys()
@@ -55,13 +56,14 @@ def prepare_home(home: Path) -> Path:
     return home
 
 
-def instance_template() -> Path:
+def instance_template(storage: str | None = None) -> Path:
     """The dagster.yaml a new home gets: ALPHAGEN_DAGSTER_STORAGE=sqlite (the embedded
     default, dagster.yaml) or postgres (dagster.postgres.yaml; its connection from the
     ALPHAGEN_PG_* environment variables). An existing home keeps its own dagster.yaml."""
-    from alphagen_core.settings import load_settings
+    if storage is None:
+        from alphagen_core.settings import load_settings
 
-    storage = load_settings().alphagen_dagster_storage
+        storage = load_settings().alphagen_dagster_storage
     return PROJECT_DIR / ("dagster.postgres.yaml" if storage == "postgres" else "dagster.yaml")
 
 

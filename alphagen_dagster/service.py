@@ -98,7 +98,7 @@ def sim_env(workdir: Path, venues: Any) -> dict[str, str]:
         "ALPHAGEN_CACHE_DIR": str(workdir / "cache"),
         "ALPHAGEN_FLATFILES_SOURCE": venues.source,
         "ALPHAGEN_CHART_DIR": str(workdir / "charts"),
-        "DAGSTER_HOME": str(prepare_home(workdir / "dagster_home")),
+        "DAGSTER_HOME": str(prepare_home(workdir / "dagster_home", storage="sqlite")),  # its own, embedded
         "PYTHONUNBUFFERED": "1",
     })
     return env
