@@ -34,6 +34,8 @@ GIB = 1024**3
 MIN_FREE_BYTES = 2 * GIB  # a day's tables are megabytes; Dagster's logs and caches grow faster
 CLOCK_TOLERANCE_S = 1.0
 TOKEN_WARN_S = 24 * 3600  # Schwab refresh tokens die after 7 days; a day ahead is time to sign in
+# Daemons beat every 30 s; Dagster's own tolerance (30 min) is too late for a morning check.
+DAEMON_HEARTBEAT_TOLERANCE_S = 90.0
 SENSOR_TICK_MAX_AGE_S = 120.0  # the daemon evaluates each live sensor every few seconds
 LIVE_SENSORS = ("minute_sensor", "session_sensor")
 NETWORK_TIMEOUT_S = 5.0
@@ -510,7 +512,8 @@ def check_daemon(ctx: Context) -> tuple[Status, str]:
     from dagster._daemon.controller import get_daemon_statuses
 
     with _open(ctx) as instance:
-        statuses = get_daemon_statuses(instance, instance.get_required_daemon_types(), ignore_errors=True)
+        statuses = get_daemon_statuses(instance, instance.get_required_daemon_types(), ignore_errors=True,
+                                       heartbeat_tolerance_seconds=DAEMON_HEARTBEAT_TOLERANCE_S)
     dead = sorted(t for t, st in statuses.items() if st.required and not st.healthy)
     if dead:
         return Status.FAIL, f"no recent heartbeat from {', '.join(dead)}: is `alphagen run` (dagster-daemon) running?"

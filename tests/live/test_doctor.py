@@ -152,6 +152,18 @@ def test_without_a_daemon_the_daemon_and_sensor_checks_fail(tmp_path, monkeypatc
     assert results["dagster daemon"].status is Status.FAIL and "alphagen run" in results["dagster daemon"].detail
     assert results["live sensors"].status is Status.FAIL and "never evaluated" in results["live sensors"].detail
     assert results["duckdb"].status is Status.OK and "not created yet" in results["duckdb"].detail
+    assert {results[name].status for name in ("polygon rest", "polygon websocket", "clock")} == {Status.FAIL}
+
+    from dagster._daemon.types import DaemonHeartbeat
+
+    with open_instance(home) as instance:
+        required = instance.get_required_daemon_types()
+        for daemon in required:
+            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon, None, None))
+        assert run_checks(load_settings(_env_file=None), home=home)[CHECKS.index("dagster daemon")].status is Status.OK
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 600, "SENSOR", None, None))  # ten minutes silent
+    [daemon] = [r for r in run_checks(load_settings(_env_file=None), home=home) if r.name == "dagster daemon"]
+    assert daemon.status is Status.FAIL and "SENSOR" in daemon.detail
 
 
 def free_port() -> int:
