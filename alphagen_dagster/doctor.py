@@ -398,13 +398,31 @@ def check_clock(ctx: Context) -> tuple[Status, str]:
         url = s.polygon_rest_url + "/v1/marketstatus/now"  # cheap, and documented upstream
         headers = {"Authorization": f"Bearer {s.polygon_api_key.get_secret_value()}"}
         source = "Polygon"
-    lo, hi = offset_bounds(lambda: httpx.get(url, headers=headers, timeout=ctx.timeout_s).headers.get("date"))
+    answers: list[httpx.Response] = []
+
+    def date_header() -> str | None:
+        answers.append(httpx.get(url, headers=headers, timeout=ctx.timeout_s))
+        return answers[-1].headers.get("date")
+
+    lo, hi = offset_bounds(date_header)
     offset, spread = (lo + hi) / 2, (hi - lo) / 2
     text = f"{offset:+.2f} s ± {spread:.2f} s against {source} ({url.split('/v1/')[0]}, Date header)"
+    if market := _market_status(answers[-1]):
+        text += f"; {source} says the market is {market}"
     if abs(offset) > CLOCK_TOLERANCE_S:
         way = "behind" if offset > 0 else "ahead of"
         return Status.FAIL, f"this machine's clock is {abs(offset):.1f} s {way} {source}'s: fix NTP ({text})"
     return Status.OK, text
+
+
+def _market_status(response) -> str | None:
+    """`market` of a /v1/marketstatus/now answer (open, extended-hours, closed), if it is one."""
+    try:
+        body = response.json() if response.status_code == 200 else None
+    except ValueError:
+        return None
+    market = body.get("market") if isinstance(body, dict) else None
+    return market if isinstance(market, str) else None
 
 
 def offset_bounds(get_date: Callable[[], str | None], samples: int = 4, gap_s: float = 0.27) -> tuple[float, float]:

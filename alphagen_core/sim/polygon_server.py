@@ -13,6 +13,8 @@ REST (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive)::
         &contract_type=call|put&sort=ticker|expiration_date|strike_price&order=asc|desc
         &limit=(default 10, max 250)&cursor=   -> {"status", "request_id", "results", "next_url"?}
     GET /v3/snapshot/options/{underlying}/{contract}  -> {"status", "request_id", "results": {}}
+    GET /v1/marketstatus/now   -> {"market": open|extended-hours|closed, "serverTime", "earlyHours",
+        "afterHours", "exchanges"} on the sim clock
 
     Authorization: ``Authorization: Bearer KEY`` or ``?apiKey=KEY``, else 401 with Polygon's
     body ``{"status": "ERROR", "request_id": ..., "error": "Unknown API Key"}``.
@@ -78,6 +80,7 @@ MINUTE_MS = 60_000
 _AGGS = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/(\d+)/([a-z]+)/([^/]+)/([^/]+)/?$")
 _CHAIN = re.compile(r"^/v3/snapshot/options/([^/]+)/?$")
 _CONTRACT = re.compile(r"^/v3/snapshot/options/([^/]+)/([^/]+)/?$")
+_MARKET_STATUS = "/v1/marketstatus/now"
 _RANGE_OPS = ("gte", "gt", "lte", "lt")
 _OPTION_EXCHANGE = 302  # an options exchange id, as in real Q events
 
@@ -681,6 +684,8 @@ class PolygonStandIn:
             return 200, self._chain(m.group(1), query)
         if m := _CONTRACT.match(path):
             return self._contract(m.group(1), m.group(2))
+        if path.rstrip("/") == _MARKET_STATUS:
+            return 200, self._market_status()
         raise _HTTPError(404, {"status": "NOT_FOUND", "message": "Not found"})
 
     def _series(self, ticker: str, date: dt.date) -> _Series | None:
@@ -789,6 +794,27 @@ class PolygonStandIn:
         if under is not None:
             snap["underlying_asset"].update(price=under[0], last_updated=under[1] * 1_000_000)
         return snap
+
+    def _market_status(self) -> dict[str, Any]:
+        """``/v1/marketstatus/now`` on the sim clock: ``market`` is ``open`` in the regular
+        session, ``extended-hours`` from 04:00 to the open and from the close to 20:00 of a
+        trading day, else ``closed``; ``serverTime`` in whole seconds, New York time."""
+        from alphagen_core.calendar import is_trading_day, session
+
+        now = self.clock.now().astimezone(NY).replace(microsecond=0)
+        market = "closed"
+        if is_trading_day(now.date()):
+            s = session(now.date())
+            if s.open <= now < s.close:
+                market = "open"
+            elif now.replace(hour=4, minute=0, second=0) <= now < now.replace(hour=20, minute=0, second=0):
+                market = "extended-hours"
+        return {
+            "market": market, "serverTime": now.isoformat(),
+            "earlyHours": market == "extended-hours" and now.hour < 12,
+            "afterHours": market == "extended-hours" and now.hour >= 12,
+            "exchanges": {"nasdaq": market, "nyse": market, "otc": market},
+        }
 
     def _today(self, now_ms: int) -> _Day | None:
         return self.data.get(dt.datetime.fromtimestamp(now_ms / 1000, NY).date())

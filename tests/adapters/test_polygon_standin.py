@@ -265,3 +265,22 @@ def test_massive_client_itself_reconnects_after_a_1011_drop() -> None:
         asyncio.run(_collect(client, 2.0, got))
         assert s.stats["ws_drops"] == 1 and s.stats["ws_connections_stocks"] == 2
         assert len([m for m in got if isinstance(m, EquityAgg)]) >= 4
+
+
+def test_market_status_follows_the_sim_clock_and_needs_the_key() -> None:
+    def status(when: dt.datetime, key: str = KEY) -> tuple[int, dict[str, Any]]:
+        with standin(SimClock(when, speed=FROZEN)) as s:
+            request = urllib.request.Request(f"{s.rest_url}/v1/marketstatus/now", headers={"Authorization": f"Bearer {key}"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    return answer.status, json.loads(answer.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+    assert status(at(10, 0))[1]["market"] == "open"
+    code, body = status(at(9, 0))
+    assert code == 200 and body["market"] == "extended-hours" and body["earlyHours"] is True
+    assert body["serverTime"] == "2024-02-12T09:00:00-05:00"
+    assert status(at(16, 30))[1]["afterHours"] is True
+    assert status(dt.datetime(2024, 2, 10, 12, 0, tzinfo=NY))[1]["market"] == "closed"  # a Saturday
+    assert status(at(10, 0), key="wrong")[0] == 401

@@ -85,6 +85,7 @@ def test_doctor_passes_against_the_stand_ins(running):
     assert "account found" in lines["broker"] and "stand-in" in lines["settings"]
     assert "bars of 2024-12-12" in lines["polygon rest"] and "0DTE contracts" in lines["polygon rest"]
     assert "sqlite storage" in lines["dagster instance"]
+    assert "the market is extended-hours" in lines["clock"]  # the stand-in's /v1/marketstatus/now at 16:35
 
 
 def test_the_services_premarket_run_passes_and_the_sensor_fires_once_a_day_at_open_minus_30(running, monkeypatch):
