@@ -37,7 +37,7 @@ TOKEN_WARN_S = 24 * 3600  # Schwab refresh tokens die after 7 days; a day ahead 
 # Daemons beat every 30 s; Dagster's own tolerance (30 min) is too late for a morning check.
 DAEMON_HEARTBEAT_TOLERANCE_S = 90.0
 SENSOR_TICK_MAX_AGE_S = 120.0  # the daemon evaluates each live sensor every few seconds
-LIVE_SENSORS = ("minute_sensor", "session_sensor")
+LIVE_SENSORS = ("minute_sensor", "session_sensor", "premarket_check_sensor")
 NETWORK_TIMEOUT_S = 5.0
 DUCKDB_LOCK_WAIT_S = 10.0
 
@@ -563,7 +563,7 @@ def check_sensors(ctx: Context) -> tuple[Status, str]:
         ages.append(now - last)
     if problems:
         return Status.FAIL, "; ".join(problems)
-    return Status.OK, f"{' and '.join(LIVE_SENSORS)} running (last evaluated {max(ages):.0f} s ago at most)"
+    return Status.OK, f"{', '.join(LIVE_SENSORS)} running (last evaluated {max(ages):.0f} s ago at most)"
 
 
 def format_report(results: list[CheckResult]) -> str:
