@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -183,3 +184,24 @@ def test_clock_offset_bounds_narrow_to_the_true_offset():
 
     lo, hi = offset_bounds(header, samples=5, gap_s=0.27)
     assert lo <= 2.4 <= hi and hi - lo < 0.8
+
+
+def test_a_token_within_a_day_of_expiry_warns_and_bad_settings_are_one_failed_line(tmp_path):
+    from alphagen_dagster.doctor import Context, check_token
+
+    token = tmp_path / "token.json"
+    write_private_file(token, json.dumps({"creation_timestamp": int(time.time() - 6.5 * 86400),
+                                          "token": {"access_token": "a-token-value", "expires_at": 0}}))
+    settings = load_settings(_env_file=None, alphagen_broker="schwab", schwab_base_url="http://127.0.0.1:9",
+                             schwab_token_path=token)
+    status, detail = check_token(Context(settings, tmp_path))
+    assert status is Status.WARN and "11h" in detail and "alphagen schwab-login" in detail
+    token.unlink()
+    status, detail = check_token(Context(settings, tmp_path))
+    assert status is Status.FAIL and "no Schwab token" in detail
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAGEN_")}
+    done = subprocess.run([str(Path(sys.executable).with_name("alphagen")), "doctor"], cwd=tmp_path,
+                          env={**env, "ALPHAGEN_MODE": "sideways"}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    assert done.stdout.startswith("✗ FAIL  settings") and "ALPHAGEN_MODE" in done.stdout
