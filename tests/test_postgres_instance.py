@@ -7,6 +7,7 @@ on it."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ def test_replay_and_a_live_minute_on_a_postgres_instance(postgres, tmp_path, mon
     postgres.create_database("dagster")
     generate(DAYS[0], DAYS[1], tmp_path / "flatfiles")
     home = tmp_path / "dagster_home"
-    env = {**{k: v for k, v in __import__("os").environ.items() if not k.startswith(("ALPHAGEN_", "POLYGON_", "SCHWAB_"))},
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("ALPHAGEN_", "POLYGON_", "SCHWAB_"))},
            **postgres.env("dagster"), "ALPHAGEN_DAGSTER_STORAGE": "postgres", "DAGSTER_HOME": str(home),
            "ALPHAGEN_DUCKDB_PATH": str(tmp_path / "alphagen.duckdb"), "ALPHAGEN_CACHE_DIR": str(tmp_path / "cache"),
            "ALPHAGEN_CHART_DIR": str(tmp_path / "charts"), "FEATURE_ENABLE_CHART": "false"}
