@@ -105,6 +105,7 @@ def run_checks(settings: Settings, *, mode: str | None = None, home: Path | None
         ("schwab token", check_token),
         *_market_data_checks(ctx),
         ("broker", check_broker),
+        ("flat files", check_flatfiles),
         ("clock", check_clock),
         ("disk space", check_disk),
         ("duckdb", check_duckdb),
@@ -129,7 +130,7 @@ def _import_what_checks_use() -> None:
                  "dagster._core.scheduler.instigation", "alphagen_core.store",
                  "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.auth",
                  "alphagen_core.adapters.schwab.execution", "alphagen_core.adapters.schwab.market_data",
-                 "alphagen_core.adapters.schwab.ratelimit"):
+                 "alphagen_core.adapters.schwab.ratelimit", "boto3", "botocore.config"):
         importlib.import_module(name)
 
 
@@ -378,6 +379,48 @@ def check_broker(ctx: Context) -> tuple[Status, str]:
     shorts = sum(1 for p in positions if p.quantity < 0)
     return Status.OK, (f"{ctx.settings.schwab_base_url}: account found, {len(positions)} position(s)"
                        f"{f', {shorts} short' if shorts else ''}")
+
+
+def check_flatfiles(ctx: Context) -> tuple[Status, str]:
+    """The flat files replays read (a folder in key layout, or the S3 bucket): the latest
+    day's stocks file. Trading does not read them, so a problem here is a warning."""
+    from alphagen_core.adapters.polygon.flatfiles import STOCKS_PREFIX
+
+    s = ctx.settings
+    source = s.alphagen_flatfiles_source
+    if source.strip().lower() == "s3":
+        where = f"s3://{s.polygon_s3_bucket} at {s.polygon_s3_endpoint}"
+        try:
+            keys = _s3_stock_keys(ctx, STOCKS_PREFIX)
+        except Exception as exc:  # noqa: BLE001 - reported as the check's warning
+            return Status.WARN, f"{where}: {_describe(exc)} (replays need the flat files; trading does not)"
+    else:
+        where = str(Path(source).resolve())
+        keys = sorted(str(p.relative_to(source)) for p in Path(source).glob(f"{STOCKS_PREFIX}/*/*/*.csv.gz"))
+    if not keys:
+        return Status.WARN, f"no stocks minute files at {where} (replays need them; trading does not)"
+    latest = keys[-1].rsplit("/", 1)[-1].removesuffix(".csv.gz")
+    return Status.OK, f"{where}: latest stocks day {latest}"
+
+
+def _s3_stock_keys(ctx: Context, prefix: str) -> list[str]:
+    import boto3
+    from botocore.config import Config
+
+    s = ctx.settings
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=s.polygon_s3_endpoint, region_name="us-east-1",
+        aws_access_key_id=s.polygon_s3_access_key.get_secret_value(),
+        aws_secret_access_key=s.polygon_s3_secret_key.get_secret_value(),
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, connect_timeout=ctx.timeout_s,
+                      read_timeout=ctx.timeout_s, retries={"max_attempts": 2, "mode": "standard"}))
+    year = ctx.now().year
+    for y in (year, year - 1):  # early January: the year's first file may not be out yet
+        listed = client.list_objects_v2(Bucket=s.polygon_s3_bucket, Prefix=f"{prefix}/{y}/", MaxKeys=1000)
+        keys = sorted(o["Key"] for o in listed.get("Contents", []))
+        if keys:
+            return keys
+    return []
 
 
 # ---- clock -----------------------------------------------------------------------------------------

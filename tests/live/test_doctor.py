@@ -30,8 +30,8 @@ DAY = dt.date(2024, 12, 12)
 # After the live window (close + 30 min): the sensors run and skip, nothing trades, and the
 # stand-ins serve the whole day's bars and the chain's last quotes.
 AFTER_THE_SESSION = dt.time(16, 35)
-CHECKS = ["settings", "schwab token", "polygon rest", "polygon websocket", "broker", "clock", "disk space",
-          "duckdb", "dagster instance", "dagster daemon", "live sensors"]
+CHECKS = ["settings", "schwab token", "polygon rest", "polygon websocket", "broker", "flat files", "clock",
+          "disk space", "duckdb", "dagster instance", "dagster daemon", "live sensors"]
 
 
 def doctor(env: dict[str, str]) -> tuple[int, dict[str, str]]:
@@ -87,6 +87,7 @@ def test_doctor_passes_against_the_stand_ins(running):
     assert "bars of 2024-12-12" in lines["polygon rest"] and "0DTE contracts" in lines["polygon rest"]
     assert "sqlite storage" in lines["dagster instance"]
     assert "the market is extended-hours" in lines["clock"]  # the stand-in's /v1/marketstatus/now at 16:35
+    assert "latest stocks day 2024-12-12" in lines["flat files"]
 
 
 def test_the_services_premarket_run_passes_and_the_sensor_fires_once_a_day_at_open_minus_30(running, monkeypatch):
@@ -205,3 +206,31 @@ def test_a_token_within_a_day_of_expiry_warns_and_bad_settings_are_one_failed_li
                           env={**env, "ALPHAGEN_MODE": "sideways"}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
     assert done.stdout.startswith("✗ FAIL  settings") and "ALPHAGEN_MODE" in done.stdout
+
+
+def test_flat_files_on_s3_name_the_latest_day_and_an_unreachable_bucket_only_warns():
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from alphagen_core.adapters.polygon.flatfiles import stocks_key
+    from alphagen_dagster.doctor import Context, check_flatfiles
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                          region_name="us-east-1")
+        s3.create_bucket(Bucket="flatfiles")
+        for day in (dt.date(2024, 12, 11), dt.date(2024, 12, 12)):
+            s3.put_object(Bucket="flatfiles", Key=stocks_key(day), Body=b"")
+        settings = load_settings(_env_file=None, alphagen_flatfiles_source="s3", polygon_s3_endpoint=endpoint,
+                                 polygon_s3_access_key="k", polygon_s3_secret_key="s",
+                                 alphagen_sim_start="2024-12-12T10:00")
+        status, detail = check_flatfiles(Context(settings, Path("."), timeout_s=2))
+        assert status is Status.OK and "latest stocks day 2024-12-12" in detail
+    finally:
+        server.stop()
+    status, detail = check_flatfiles(Context(settings, Path("."), timeout_s=2))
+    assert status is Status.WARN and "trading does not" in detail
