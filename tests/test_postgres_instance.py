@@ -67,6 +67,14 @@ def test_replay_and_a_live_minute_on_a_postgres_instance(postgres, tmp_path, mon
         cur.execute("SELECT count(*) FROM event_logs WHERE asset_key IS NOT NULL")
         assert cur.fetchone()[0] > 0
 
+    from alphagen_core.settings import load_settings
+    from alphagen_dagster.doctor import Context, Status, check_instance
+
+    status, detail = check_instance(Context(load_settings(_env_file=None), home))
+    assert status is Status.OK and detail.endswith("(postgres storage)")
+    status, detail = check_instance(Context(load_settings(_env_file=None, alphagen_dagster_storage="sqlite"), home))
+    assert status is Status.FAIL and "uses postgres storage but ALPHAGEN_DAGSTER_STORAGE=sqlite" in detail
+
     _a_live_minute(tmp_path, env, monkeypatch)
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
 from alphagen_core.adapters.schwab.auth import write_private_file
@@ -132,8 +133,11 @@ def test_doctor_fails_naming_the_check_when_the_token_expired_or_a_stand_in_stop
         monkeypatch.setenv(name, value)
     from alphagen_dagster.premarket import premarket_check_job
 
-    result = premarket_check_job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    with structlog.testing.capture_logs() as logged:
+        result = premarket_check_job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert not result.success
+    assert {e["check"] for e in logged if e["event"] == "doctor_check_failed"} == {"polygon rest", "polygon websocket",
+                                                                                   "clock"}
     [failure] = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
     assert "polygon rest" in description and "polygon websocket" in description and "clock" in description
