@@ -318,7 +318,10 @@ def check_polygon_websocket(ctx: Context) -> tuple[Status, str]:
     config = PolygonConfig.from_settings(ctx.settings)
     answers = []
     for url in (config.stock_ws_url, config.options_ws_url):
-        status, detail = _ws_handshake(url, config.api_key.get_secret_value(), ctx.timeout_s)
+        try:
+            status, detail = _ws_handshake(url, config.api_key.get_secret_value(), ctx.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - refused, timed out, closed: the check fails naming the feed
+            status, detail = Status.FAIL, _describe(exc)
         if status is not Status.OK:
             return status, f"{url}: {detail}"
         answers.append(url.rsplit("/", 1)[-1])
@@ -447,7 +450,10 @@ def check_clock(ctx: Context) -> tuple[Status, str]:
         answers.append(httpx.get(url, headers=headers, timeout=ctx.timeout_s))
         return answers[-1].headers.get("date")
 
-    lo, hi = offset_bounds(date_header)
+    try:
+        lo, hi = offset_bounds(date_header)
+    except httpx.HTTPError as exc:
+        raise CheckFailed(f"{source} at {url.split('/v1/')[0]} did not answer: {_describe(exc)}") from None
     offset, spread = (lo + hi) / 2, (hi - lo) / 2
     text = f"{offset:+.2f} s ± {spread:.2f} s against {source} ({url.split('/v1/')[0]}, Date header)"
     if market := _market_status(answers[-1]):
