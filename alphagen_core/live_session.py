@@ -23,7 +23,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -99,6 +99,11 @@ class TraderStats:
     fills: int = 0
     reconciled_orders: int = 0
     realized_pnl: float = 0.0
+    # for /metrics and the alerts (alphagen_dagster.health): intents not sent or refused,
+    # whether the broker's last positions poll answered, and closed-bar-to-order latencies (entries and reversals)
+    rejections: int = 0
+    broker_reachable: bool | None = None
+    bar_to_order_s: list[float] = field(default_factory=list)  # real seconds, entries
 
 
 class SessionTrader:
@@ -115,6 +120,7 @@ class SessionTrader:
         timings: TraderTimings = TraderTimings(),
         on_write: Callable[[dict[str, int]], None] = lambda rows: None,
         heartbeat: Callable[[], None] = lambda: None,
+        alert: Callable[..., None] = lambda key, kind, title, **fields: None,
     ) -> None:
         self.store, self.broker, self.market = store, broker, market
         self.settings, self.session, self.clock, self.t = settings, session, clock, timings
@@ -122,7 +128,7 @@ class SessionTrader:
         self.route = route(settings)
         self.meta = RowMeta(self.route.mode.value, session.date, session_version(session.date), run_id)
         self.flatten_at = session.close - dt.timedelta(minutes=settings.flatten_minutes_before_close)
-        self.on_write, self.heartbeat = on_write, heartbeat
+        self.on_write, self.heartbeat, self.alert = on_write, heartbeat, alert
         self.held: Held | None = None
         self.working: dict[str, Working] = {}
         self.done: set[str] = set()  # intents with a final row, or never to be sent
@@ -233,7 +239,9 @@ class SessionTrader:
             balances = self.broker.balances()
         except Exception as exc:  # noqa: BLE001 - reported; table 8 stays the book
             log.warning("trader.broker_unavailable", error=type(exc).__name__)
+            self.stats.broker_reachable = False
             return
+        self.stats.broker_reachable = True
         self.buying_power = balances.buying_power if balances is not None else None
         rows = [{"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
                  "market_value": p.market_value, "broker": self.route.broker} for p in at_broker]
@@ -253,6 +261,10 @@ class SessionTrader:
         self.mismatches = self.mismatches + 1 if ours != theirs else 0
         if self.mismatches:
             log.warning("trader.position_mismatch", ours=ours, broker=theirs, polls=self.mismatches)
+        if self.mismatches >= 2:
+            self.alert(f"position_mismatch:{self.meta.mode}:{self.session.date}:{sorted(ours.items())}:"
+                       f"{sorted(theirs.items())}", "position_mismatch", "Position mismatch",
+                       book=ours, broker=theirs, polls=self.mismatches)
         if self.mismatches >= 2 and self.state is TradingState.ACTIVE:
             self._halt(f"position_mismatch: the book holds {ours}, the broker {theirs}", now)
 
@@ -261,6 +273,13 @@ class SessionTrader:
         set_state(self.store, self.meta.mode, self.session.date, TradingState.HALTED, reason, "trader", now,
                   self.meta.run_id)
         self.state = TradingState.HALTED
+        self._alert_state(TradingState.HALTED, reason, "trader", now)
+
+    def _alert_state(self, state: TradingState, reason: str, source: str, at: dt.datetime) -> None:
+        """A halt or flatten, by the trader, a limit or an operator: alerted once per change."""
+        self.alert(f"state:{self.meta.mode}:{self.session.date}:{state.value}:{reason}:{at.isoformat()}",
+                   "halt", f"Trading {state.value} ({self.meta.mode} {self.session.date})",
+                   reason=reason, source=source, state=state.value)
 
     def _adopt(self, p: BrokerPosition) -> None:
         credit = p.avg_price or 0.0
@@ -322,6 +341,7 @@ class SessionTrader:
     def _drop(self, intent: TradeIntent, why: str, now: dt.datetime, *,
               status: OrderStatus = OrderStatus.CANCELED, order_id: str = "not-sent") -> None:
         log.info("trader.intent_not_sent", intent_id=intent.intent_id, why=why)
+        self.stats.rejections += 1
         self._write_event(self._event(intent, self._position_id_for(intent), order_id, status, now))
         self.done.add(intent.intent_id)
 
@@ -371,10 +391,14 @@ class SessionTrader:
                 # the order up before anything is sent again.
                 raise
             log.error("trader.order_rejected", intent_id=intent.intent_id, error=type(exc).__name__)
+            self.stats.rejections += 1
             self._write_event(self._event(intent, position_id, "rejected", OrderStatus.REJECTED, now))
             self.done.add(intent.intent_id)
             return
         self.stats.orders_sent += 1
+        if intent.action is Action.SELL_TO_OPEN or intent.reason == ExitReason.REVERSAL.value:
+            self.stats.bar_to_order_s.append(
+                max(0.0, time.time() - self.clock.wall_time(intent.est_timestamp)))
         self.working[order_id] = Working(intent, position_id, order_id, now)
         self._write_event(self._event(intent, position_id, order_id, OrderStatus.SUBMITTED, now))
         log.info("trader.order_sent", intent_id=intent.intent_id, action=intent.action.value,
@@ -496,10 +520,13 @@ class SessionTrader:
 
     def _read_control(self) -> None:
         self._last_control_poll = time.monotonic()
-        state = state_of(current_state(self.store, self.meta.mode, self.session.date))
+        event = current_state(self.store, self.meta.mode, self.session.date)
+        state = state_of(event)
         if state is not self.state:
             log.warning("trader.state", state=state.value, was=self.state.value)
             self.state = state
+            if event is not None and state is not TradingState.ACTIVE:
+                self._alert_state(state, event.reason, event.source, event.est_timestamp)
 
     def _flatten_now(self, now: dt.datetime) -> None:
         """Close now, then halt: working entries are cancelled, the position is bought back at

@@ -106,6 +106,22 @@ class Settings(BaseSettings):
     alphagen_sim_epoch: str = ""
     alphagen_sim_speed: str = ""
 
+    # --- operations (SPEC §8) ---
+    # GET /health and /metrics while `alphagen run` or `alphagen sim-session` runs; 0 = off.
+    alphagen_health_host: str = "127.0.0.1"
+    alphagen_health_port: int = Field(9108, ge=0, le=65535)
+    # A minute run is late when the last minute processed is this many minutes behind the
+    # last closed one (session time); /health then answers 503.
+    alphagen_minute_late_minutes: int = Field(3, ge=1)
+    # Slack-compatible JSON POST per alert (empty: alerts are only logged); it may carry a token.
+    alphagen_alert_webhook_url: SecretStr = SecretStr("")
+    alphagen_alert_timeout_s: PositiveFloat = 2.0  # per POST; sent from a background thread
+    alphagen_alert_retries: int = Field(3, ge=0, le=10)  # further tries of a failed POST
+    alphagen_token_alert_hours: PositiveFloat = 24.0  # alert when the Schwab refresh token has less left
+    # Logs: auto = readable at a terminal, JSON lines otherwise; json; console.
+    alphagen_log_format: Literal["auto", "json", "console"] = "auto"
+    alphagen_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     @field_validator("risk_max_position_size", mode="before")
     @classmethod
     def _whole_contracts(cls, value: object) -> object:
@@ -121,6 +137,16 @@ class Settings(BaseSettings):
         if not whole:
             raise ValueError("must be a whole number of contracts")
         return value
+
+    @field_validator("alphagen_log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("alphagen_log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _flatten_before_no_entry(self) -> Settings:
@@ -152,6 +178,7 @@ class Settings(BaseSettings):
                 self.schwab_api_secret,
                 self.schwab_account_id,
                 self.schwab_live_confirmation,
+                self.alphagen_alert_webhook_url,
             )
             if v.get_secret_value()
         ]
@@ -165,11 +192,12 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for err in exc.errors(include_input=False, include_url=False):
             name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
-            problems.append(f"  {name}: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"invalid setting {name}: {msg}" if name != "settings" else f"invalid settings: {msg}")
     # Raised outside the except block so that the ValidationError, whose text quotes the
     # offending input (perhaps a secret pasted into the wrong variable), is not even kept
-    # as __context__ on the SettingsError.
-    raise SettingsError("invalid configuration:\n" + "\n".join(problems))
+    # as __context__ on the SettingsError. One line per bad variable, naming it.
+    raise SettingsError("\n".join(problems))
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, op
 
+from alphagen_core import alerts
 from alphagen_core.adapters.venues import (
     broker_quotes,
     execution_client,
@@ -23,8 +24,10 @@ from alphagen_core.control import set_state
 from alphagen_core.lease import SessionAlreadyRunning, SessionLease
 from alphagen_core.live_minute import run_minute_increment, session_version
 from alphagen_core.live_session import SessionTrader
+from alphagen_core.logs import bind, configure_logging
 from alphagen_core.models import TradingState
 from alphagen_core.sim.clock import clock_from_settings
+from alphagen_core.telemetry import trader_status, write_session_status
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 HEARTBEAT_LOG_EVERY_S = 60.0
@@ -59,6 +62,7 @@ def minute_increment(context: OpExecutionContext, config: MinuteConfig, store: S
     cfg = settings.get()
     minute = dt.datetime.fromisoformat(config.minute)
     sess = session(minute.date())
+    _bind_run(context, cfg, sess.date)
     market = minute_market_data(cfg, clock_from_settings(cfg), sess.date)
     result = run_minute_increment(store.store(), market, cfg, sess, minute, context.run_id)
     if not result.minutes:
@@ -82,14 +86,21 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
     day = dt.date.fromisoformat(config.session_date)
     sess = session(day)
     clock = clock_from_settings(cfg)
+    _bind_run(context, cfg, day)
     try:
         lease = SessionLease(session_dir(cfg.alphagen_cache_dir), config.session_date, context.run_id)
     except SessionAlreadyRunning as exc:
         raise Failure(description=str(exc)) from None
     last_logged = [0.0]
+    last_status = [0.0]
+    directory = session_dir(cfg.alphagen_cache_dir)
+    trader: SessionTrader | None = None
 
     def heartbeat() -> None:
         lease.beat()
+        if trader is not None and time.monotonic() - last_status[0] >= 1.0:
+            last_status[0] = time.monotonic()
+            write_session_status(directory, config.session_date, trader_status(trader, context.run_id))
         if time.monotonic() - last_logged[0] >= HEARTBEAT_LOG_EVERY_S:
             last_logged[0] = time.monotonic()
             context.log.info(f"heartbeat {clock.now():%H:%M:%S} ET")
@@ -104,12 +115,24 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
         context.log.info(f"session {day}: mode {traded.mode.value}, broker {traded.broker}, quotes {streamed}")
         trader = SessionTrader(store.store(), broker, quotes, cfg, sess, clock, context.run_id,
                                on_write=lambda added: _materialize(context, added, day),
-                               heartbeat=heartbeat)
-        stats = trader.run()
+                               heartbeat=heartbeat,
+                               alert=lambda key, kind, title, **fields: alerts.send(cfg, key, kind, title, **fields))
+        try:
+            stats = trader.run()
+        finally:
+            write_session_status(directory, config.session_date, {**trader_status(trader, context.run_id),
+                                                                 "ended": True})
+            alerts.flush_all(5.0)
     context.log.info(
         f"session {day} ended: {stats.orders_sent} orders sent, {stats.fills} fills, "
         f"{stats.reconciled_orders} reconciled, realized P/L ${stats.realized_pnl:,.2f}"
     )
+
+
+def _bind_run(context: OpExecutionContext, cfg, day: dt.date) -> None:
+    """JSON log lines of this run carry its run id, session date and mode."""
+    configure_logging(cfg.alphagen_log_format, cfg.alphagen_log_level)
+    bind(run_id=context.run_id, session_date=day.isoformat(), mode=route(cfg).mode.value)
 
 
 class ControlConfig(Config):

@@ -33,6 +33,7 @@ MAX_CATCH_UP_MINUTES = 1  # minutes the sensor missed (an outage) are caught up 
 # ends, and the run then waits for the closed bar (live_minute.closed_bars).
 LEAD_SECONDS = 15.0
 MAX_SESSION_ATTEMPTS = 50
+HEARTBEAT_LOST_TAG = "alphagen/heartbeat_lost"
 STARTUP_GRACE = dt.timedelta(seconds=60)  # a STARTED run gets this long to write a heartbeat
 ACTIVE = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
           DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)
@@ -106,6 +107,8 @@ def session_sensor(context: SensorEvaluationContext):
         if run.status not in ACTIVE:
             continue
         if run.status is DagsterRunStatus.STARTED and _dead(context, run.run_id, beat):
+            # the heartbeat alert sensor (alert_sensors.py) reports runs with this tag
+            context.instance.add_run_tags(run.run_id, {HEARTBEAT_LOST_TAG: "true"})
             context.instance.report_run_failed(run, "session job heartbeat lost; relaunching")
             continue
         return SkipReason(f"session job {run.run_id[:8]} is {run.status.value}")

@@ -69,7 +69,7 @@ from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from alphagen_core.adapters.polygon.config import SecretRedactor
+from alphagen_core.redaction import REDACTOR, redacting_logger
 from alphagen_core.sim.clock import NY, Clock, SimClock
 from alphagen_core.sim.faults import SERVER_ERRORS, Faults
 
@@ -452,9 +452,9 @@ class PolygonStandIn:
         self.faults = faults or Faults()
         self.half_spread = half_spread
         self.quotes_per_minute = quotes_per_minute
-        self._redactor = SecretRedactor([self._api_key])
-        self._ws_logger = logging.getLogger(__name__ + ".websockets")
-        self._ws_logger.addFilter(self._redactor)
+        self._redactor = REDACTOR  # the project's one redactor
+        self._redactor.add(self._api_key)
+        self._ws_logger = redacting_logger(__name__ + ".websockets")
         # REST fault state
         self._lock = threading.Lock()
         self._rest_rng = self.faults.rng("rest")

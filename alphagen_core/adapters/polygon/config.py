@@ -1,11 +1,7 @@
-"""Polygon (Massive) adapter settings, and the log redactor that keeps the API key out of logs."""
+"""Polygon (Massive) adapter settings."""
 
 from __future__ import annotations
 
-import logging
-import re
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -14,8 +10,6 @@ from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from alphagen_core.settings import Settings
-
-MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,71 +78,5 @@ class PolygonConfig:
 
 
 # ---- keeping secrets out of logs -------------------------------------------------------------
-
-# The auth frame as the websockets library logs it at DEBUG, an HTTP bearer header, an
-# apiKey query parameter: masked whatever the key is, even a wrong one.
-_PATTERNS = (
-    re.compile(r"""(["']action["']\s*:\s*["']auth["']\s*,\s*["']params["']\s*:\s*["'])[^"']*"""),
-    re.compile(r"(Bearer\s+)[^\s'\",}]+", re.IGNORECASE),
-    re.compile(r"((?:\?|&|\b)apiKey=)[^&\s'\"]+"),
-)
-
-
-class SecretRedactor(logging.Filter):
-    """A logging filter that masks the given secrets (and auth frames, bearer headers and
-    apiKey parameters) in a record's message before any handler sees it.
-
-    Attach it to the logger that creates the records (a filter on a logger does not apply to
-    its children's records).
-    """
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self._secrets: set[str] = {s for s in secrets if s}
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        if secret:
-            with self._lock:
-                self._secrets.add(secret)
-
-    def redact(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, MASK)
-        for pattern in _PATTERNS:
-            text = pattern.sub(lambda m: m.group(1) + MASK, text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record is passed on untouched
-            return True
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-_installed: dict[str, SecretRedactor] = {}
-_installed_lock = threading.Lock()
-
-
-def redacting_logger(name: str, *secrets: str) -> logging.Logger:
-    """The logger ``name`` with a SecretRedactor (shared per logger) that masks ``secrets``."""
-    logger = logging.getLogger(name)
-    with _installed_lock:
-        redactor = _installed.get(name)
-        if redactor is None:
-            redactor = _installed[name] = SecretRedactor()
-            logger.addFilter(redactor)
-    for secret in secrets:
-        redactor.add(secret)
-    return logger
-
-
-def redact(text: str, *secrets: str) -> str:
-    """``text`` with the secrets and anything that looks like a credential masked."""
-    return SecretRedactor(secrets).redact(text)
+# One redactor for the whole project (alphagen_core.redaction); these names stay for callers.
+from alphagen_core.redaction import MASK, SecretRedactor, redact, redacting_logger  # noqa: E402,F401

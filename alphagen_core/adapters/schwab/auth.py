@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import random
 import secrets
@@ -63,6 +62,7 @@ from alphagen_core.adapters.schwab.ratelimit import (
     default_limiter,
     retry_idempotent,
 )
+from alphagen_core.redaction import REDACTOR, redacting_logger
 from alphagen_core.sim.clock import WallClock
 
 log = structlog.get_logger(__name__)
@@ -103,29 +103,7 @@ class SchwabUnavailable(SchwabError):
 # ---- secret redaction ---------------------------------------------------------------------
 
 
-class SecretRedactor:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._labels: dict[str, str] = {}
-        self._ordered: list[tuple[str, str]] = []
-
-    def add(self, value: object, label: str) -> None:
-        text = "" if value is None else str(value)
-        if len(text) < 4:  # too short to redact without mangling ordinary text
-            return
-        with self._lock:
-            if text not in self._labels:
-                self._labels[text] = label
-                self._ordered = sorted(self._labels.items(), key=lambda kv: -len(kv[0]))
-
-    def redact(self, text: str) -> str:
-        for value, label in self._ordered:
-            if value in text:
-                text = text.replace(value, f"<redacted {label}>")
-        return text
-
-
-REDACTOR = SecretRedactor()
+# One redactor for the whole project (alphagen_core.redaction): REDACTOR here is that one.
 
 _REDACTED_LOGGERS = (
     "schwab",
@@ -148,35 +126,10 @@ _REDACTED_LOGGERS = (
 )
 
 
-class RedactingFilter(logging.Filter):
-    """Rewrites a log record whose text contains a registered secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string is not ours to fix
-            return True
-        clean = REDACTOR.redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = None
-        return True
-
-
-_FILTER = RedactingFilter()
-_install_lock = threading.Lock()
-_installed = False
-
-
 def install_log_redaction() -> None:
     """Attach the redacting filter to the third-party loggers that see Schwab traffic."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        for name in _REDACTED_LOGGERS:
-            logging.getLogger(name).addFilter(_FILTER)
-        _installed = True
+    for name in _REDACTED_LOGGERS:
+        redacting_logger(name)
 
 
 def register_config_secrets(config: SchwabConfig) -> None:

@@ -86,3 +86,15 @@ class SchwabConfig:
             for s in (self.app_key, self.app_secret, self.account_number)
             if s.get_secret_value()
         ]
+
+
+def refresh_token_expires_at(token_path: Path, lifetime_s: float = REFRESH_TOKEN_LIFETIME_S) -> float | None:
+    """Unix time at which the stored refresh token stops working (its sign-in plus the
+    lifetime), or None without a readable token file. Reads only the file's timestamp."""
+    import json
+
+    try:
+        created = json.loads(Path(token_path).read_text(encoding="utf-8"))["creation_timestamp"]
+        return float(created) + lifetime_s
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,106 @@
+"""The service's alert sensors: a failed run, a lost session heartbeat, a Schwab refresh token
+close to its expiry. Each alert goes out once (alphagen_core.alerts: a dedupe key in the
+ledger; the run-failure sensor's own cursor also moves past every failure it saw), from the
+sensor's process, on a background thread: a webhook that is down costs a sensor tick nothing.
+
+Like the live sensors, they touch neither market data nor the DuckDB file, and run by default
+only when ALPHAGEN_MODE is paper or live."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from dagster import (
+    DagsterRunStatus,
+    RunFailureSensorContext,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
+
+from alphagen_core import alerts
+from alphagen_core.calendar import live_session_at
+from alphagen_core.lease import HEARTBEAT_TIMEOUT_S, read_heartbeat
+from alphagen_core.settings import load_settings
+from alphagen_core.sim.clock import clock_from_settings
+from alphagen_dagster.jobs import session_job
+from alphagen_dagster.ops import session_dir
+from alphagen_dagster.sensors import HEARTBEAT_LOST_TAG, _default_status
+
+TOKEN_CHECK_INTERVAL_S = 600
+
+
+def _first_line(text: str | None, limit: int = 300) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line[:limit]
+
+
+@run_failure_sensor(monitor_all_code_locations=True, minimum_interval_seconds=5,
+                    default_status=_default_status(), name="run_failure_alert")
+def run_failure_alert(context: RunFailureSensorContext) -> None:
+    """Any failed run of the instance (a minute run, the session job, the post-close build)."""
+    run = context.dagster_run
+    message = context.failure_event.message if context.failure_event else ""
+    tags = run.tags
+    alerts.send(
+        load_settings(), f"run_failed:{run.run_id}", "run_failed",
+        f"Run failed: {run.job_name} {run.run_id[:8]}",
+        _first_line(message),
+        run_id=run.run_id, job=run.job_name, session_date=tags.get("alphagen/session_date"),
+        minute=tags.get("alphagen/minute"), message=_first_line(message),
+    )
+
+
+@sensor(minimum_interval_seconds=5, default_status=_default_status(),
+        description="Alerts once per session run whose heartbeat stopped while it should be trading.")
+def heartbeat_alert(context: SensorEvaluationContext):
+    settings = load_settings()
+    now = clock_from_settings(settings).now()
+    sess = live_session_at(now)
+    if sess is None:
+        return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+    day = sess.date.isoformat()
+    lost: dict[str, str] = {}
+    # the session sensor found it dead (and relaunched it)
+    for run in context.instance.get_runs(RunsFilter(job_name=session_job.name, tags={
+            "alphagen/session_date": day, HEARTBEAT_LOST_TAG: "true"})):
+        lost[run.run_id] = "the session sensor found its heartbeat stale and relaunched the job"
+    # or it is stale right now, for a run that has not finished
+    beat = read_heartbeat(session_dir(settings.alphagen_cache_dir), day)
+    if beat is not None and not beat.alive() and beat.run_id not in lost:
+        run = context.instance.get_run_by_id(beat.run_id)
+        if run is not None and run.status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.CANCELED):
+            lost[beat.run_id] = f"no heartbeat for {time.time() - beat.at:.0f} s (limit {HEARTBEAT_TIMEOUT_S:.0f} s)"
+    if not lost:
+        return SkipReason("session heartbeat fine")
+    for run_id, why in lost.items():
+        alerts.send(settings, f"heartbeat_lost:{day}:{run_id}", "heartbeat_lost",
+                    f"Session heartbeat lost: {day} run {run_id[:8]}", why,
+                    run_id=run_id, session_date=day, mode=settings.alphagen_mode.value)
+    return SkipReason(f"{len(lost)} lost heartbeat(s) reported")
+
+
+@sensor(minimum_interval_seconds=TOKEN_CHECK_INTERVAL_S, default_status=_default_status(),
+        description="Alerts once per sign-in when the Schwab refresh token has less than "
+                    "ALPHAGEN_TOKEN_ALERT_HOURS left.")
+def token_expiry_alert(context: SensorEvaluationContext):
+    from alphagen_core.adapters.schwab.config import refresh_token_expires_at
+
+    settings = load_settings()
+    if settings.alphagen_broker != "schwab" and settings.alphagen_data_provider != "schwab":
+        return SkipReason("Schwab is not used")
+    expires = refresh_token_expires_at(settings.schwab_token_path)
+    if expires is None:
+        return SkipReason(f"no Schwab token at {settings.schwab_token_path}")
+    left_h = (expires - time.time()) / 3600
+    if left_h > settings.alphagen_token_alert_hours:
+        return SkipReason(f"the refresh token has {left_h:.1f} h left")
+    when = dt.datetime.fromtimestamp(expires, dt.UTC)
+    alerts.send(settings, f"token_expiry:{expires:.0f}", "token_expiry",
+                "Schwab refresh token " + ("expired" if left_h <= 0 else f"expires in {left_h:.1f} h"),
+                f"expires {when:%Y-%m-%d %H:%M} UTC: run `alphagen schwab-login` to sign in again",
+                expires_at=when.isoformat(), hours_left=round(left_h, 2))
+    return SkipReason(f"the refresh token has {left_h:.1f} h left: alerted")
