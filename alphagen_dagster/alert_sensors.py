@@ -6,7 +6,6 @@ sensor's process, on a background thread: a webhook that is down costs a sensor 
 Like the live sensors, they touch neither market data nor the DuckDB file, and run by default
 only when ALPHAGEN_MODE is paper or live."""
 
-from __future__ import annotations
 
 import datetime as dt
 import time

@@ -37,11 +37,12 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         from alphagen_core.settings import SettingsError
+        from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
 
         try:
             return super().invoke(ctx)
-        except (SettingsError, BrokenHomeError) as exc:
+        except (SettingsError, BrokenHomeError, HealthPortError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -50,6 +51,9 @@ def main() -> None:
     """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
     if hasattr(sys.stdout, "reconfigure"):  # a killed command still shows what it said
         sys.stdout.reconfigure(line_buffering=True)
+    from alphagen_core.logs import configure_logging
+
+    configure_logging()  # ALPHAGEN_LOG_FORMAT / ALPHAGEN_LOG_LEVEL: readable at a terminal, JSON otherwise
 
 
 @main.command()
@@ -457,8 +461,11 @@ def run(mode: str | None, host: str, port: int) -> None:
     env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(home)}
     click.echo(f"mode {traded.mode.value}, broker {traded.broker}; DuckDB {settings.alphagen_duckdb_path.resolve()}")
     logs = home / "service-logs"
-    with service(env, host=host, port=port, log_dir=logs) as procs:
+    with service(env, host=host, port=port, log_dir=logs, health=True) as procs:
         click.echo(f"Dagster UI on http://{host}:{port}; logs in {logs}; Ctrl-C stops")
+        if settings.alphagen_health_port:
+            click.echo(f"health: http://{settings.alphagen_health_host}:{settings.alphagen_health_port}/health "
+                       "and /metrics")
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(1)

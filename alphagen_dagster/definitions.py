@@ -8,11 +8,13 @@ from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.loggers import progress_logger
+from alphagen_dagster.post_close import pnl_after_close, pnl_job, session_summary
 from alphagen_dagster.resources import default_resources
 
 defs = Definitions(
-    assets=[replay_tables, dbt_pnl_models],
-    jobs=[replay_job],
+    assets=[replay_tables, dbt_pnl_models, session_summary],
+    jobs=[replay_job, pnl_job],
+    sensors=[pnl_after_close],
     resources=default_resources(),
     executor=in_process_executor,
     loggers={"console": colored_console_logger, "progress": progress_logger},

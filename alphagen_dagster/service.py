@@ -24,12 +24,25 @@ from typing import Any
 from alphagen_dagster.instance import PROJECT_DIR, prepare_home
 
 BIN = Path(sys.executable).parent
+# The operator's settings a simulated session keeps from the environment (health port,
+# alerts, logs); everything else it sets itself.
+OPS_SETTINGS = ("ALPHAGEN_HEALTH_", "ALPHAGEN_ALERT_", "ALPHAGEN_LOG_", "ALPHAGEN_TOKEN_ALERT_",
+                "ALPHAGEN_MINUTE_LATE_")
+
+
+def settings_from_env(env: dict[str, str]) -> Any:
+    """The settings the service's processes will read from `env`."""
+    from alphagen_core.settings import Settings, load_settings
+
+    fields = Settings.model_fields
+    return load_settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
 
 
 @contextmanager
 def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", port: int = 3000,
-            log_dir: Path | None = None) -> Iterator[list[subprocess.Popen]]:
-    """Run the daemon (and the webserver) until the block ends."""
+            log_dir: Path | None = None, health: bool = False) -> Iterator[list[subprocess.Popen]]:
+    """Run the daemon (and the webserver) until the block ends; with `health`, also serve
+    /health and /metrics (alphagen_dagster.health) on the settings' health port."""
     workspace = str(PROJECT_DIR / "workspace.yaml")
     commands = [[str(BIN / "dagster-daemon"), "run", "-w", workspace]]
     if ui:
@@ -47,7 +60,13 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
                 logs.append(out)
             procs.append(subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
                                           start_new_session=True))
-        yield procs
+        if health:
+            from alphagen_dagster.health import health_server
+
+            with health_server(settings_from_env(env), Path(env["DAGSTER_HOME"])):
+                yield procs
+        else:
+            yield procs
     finally:
         for proc in procs:
             _stop_group(proc)
@@ -86,7 +105,8 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 def sim_env(workdir: Path, venues: Any) -> dict[str, str]:
     """Settings for every process of a simulated session: paper mode, the stand-ins, the sim
     clock, and a DuckDB file, cache and Dagster instance of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALPHAGEN_", "POLYGON_", "SCHWAB_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ALPHAGEN_", "POLYGON_", "SCHWAB_")) or k.startswith(OPS_SETTINGS)}
     env.update(venues.env())
     env.update(venues.sign_in(workdir / "secrets" / "schwab_token.json"))
     env.update({
@@ -121,9 +141,12 @@ def run_sim_session(day: dt.date, workdir: Path, *, source: str | None, speed: f
     with venues:
         env = {**sim_env(workdir, venues), **(settings or {})}
         echo(f"sim session {day} from {start:%H:%M} to {until:%H:%M} ET at x{speed:g}; work dir {workdir}")
-        with service(env, ui=ui, port=port, log_dir=workdir / "logs"):
+        with service(env, ui=ui, port=port, log_dir=workdir / "logs", health=True):
             if ui:
                 echo(f"Dagster UI: http://127.0.0.1:{port}")
+            cfg = settings_from_env(env)
+            if cfg.alphagen_health_port:
+                echo(f"health: http://{cfg.alphagen_health_host}:{cfg.alphagen_health_port}/health and /metrics")
             shown = None
             while (now := venues.clock.now()) < end:
                 if now.minute != shown:
