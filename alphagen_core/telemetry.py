@@ -31,14 +31,26 @@ def read_session_status(directory: Path, day: str) -> dict[str, Any] | None:
         return None
 
 
-def trader_status(trader: Any, run_id: str) -> dict[str, Any]:
+COUNTERS = ("orders_sent", "fills", "rejections")
+
+
+def carried_counts(previous: dict[str, Any] | None, run_id: str) -> dict[str, int]:
+    """The day's counts of the session runs before this one (a relaunched job goes on
+    counting where the dead one stopped: the metrics are counters of the session)."""
+    if not previous or previous.get("run_id") == run_id:
+        return {k: 0 for k in COUNTERS}
+    return {k: int(previous.get(k) or 0) for k in COUNTERS}
+
+
+def trader_status(trader: Any, run_id: str, carried: dict[str, int] | None = None) -> dict[str, Any]:
     """What `/health` and `/metrics` show of a running SessionTrader."""
     s = trader.stats
+    carried = carried or {}
     return {
         "run_id": run_id,
-        "orders_sent": s.orders_sent,
-        "fills": s.fills,
-        "rejections": s.rejections,
+        "orders_sent": s.orders_sent + carried.get("orders_sent", 0),
+        "fills": s.fills + carried.get("fills", 0),
+        "rejections": s.rejections + carried.get("rejections", 0),
         "reconciled_orders": s.reconciled_orders,
         "realized_pnl": round(s.realized_pnl, 2),
         "trading_state": trader.state.value,

@@ -27,7 +27,7 @@ from alphagen_core.live_session import SessionTrader
 from alphagen_core.logs import bind, configure_logging
 from alphagen_core.models import TradingState
 from alphagen_core.sim.clock import clock_from_settings
-from alphagen_core.telemetry import trader_status, write_session_status
+from alphagen_core.telemetry import carried_counts, read_session_status, trader_status, write_session_status
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 HEARTBEAT_LOG_EVERY_S = 60.0
@@ -95,12 +95,13 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
     last_status = [0.0]
     directory = session_dir(cfg.alphagen_cache_dir)
     trader: SessionTrader | None = None
+    carried = carried_counts(read_session_status(directory, config.session_date), context.run_id)
 
     def heartbeat() -> None:
         lease.beat()
         if trader is not None and time.monotonic() - last_status[0] >= 1.0:
             last_status[0] = time.monotonic()
-            write_session_status(directory, config.session_date, trader_status(trader, context.run_id))
+            write_session_status(directory, config.session_date, trader_status(trader, context.run_id, carried))
         if time.monotonic() - last_logged[0] >= HEARTBEAT_LOG_EVERY_S:
             last_logged[0] = time.monotonic()
             context.log.info(f"heartbeat {clock.now():%H:%M:%S} ET")
@@ -120,8 +121,8 @@ def trading_session(context: OpExecutionContext, config: SessionConfig, store: S
         try:
             stats = trader.run()
         finally:
-            write_session_status(directory, config.session_date, {**trader_status(trader, context.run_id),
-                                                                 "ended": True})
+            write_session_status(directory, config.session_date,
+                                 {**trader_status(trader, context.run_id, carried), "ended": True})
             alerts.flush_all(5.0)
     context.log.info(
         f"session {day} ended: {stats.orders_sent} orders sent, {stats.fills} fills, "
