@@ -27,9 +27,11 @@ from alphagen_core.settings import load_settings
 from alphagen_core.sim.clock import clock_from_settings
 from alphagen_dagster.jobs import session_job
 from alphagen_dagster.ops import session_dir
-from alphagen_dagster.sensors import HEARTBEAT_LOST_TAG, _default_status
+from alphagen_dagster.sensors import ACTIVE, HEARTBEAT_LOST_TAG, _default_status
 
 TOKEN_CHECK_INTERVAL_S = 600
+# Dagster's message for a run whose process got SIGTERM/SIGINT: the service was stopped.
+INTERRUPTED = "Execution was interrupted unexpectedly"
 
 
 def _first_line(text: str | None, limit: int = 300) -> str:
@@ -44,6 +46,11 @@ def run_failure_alert(context: RunFailureSensorContext) -> None:
     run = context.dagster_run
     message = context.failure_event.message if context.failure_event else ""
     tags = run.tags
+    if HEARTBEAT_LOST_TAG in tags:
+        message = "the session job's heartbeat was lost (the process died); the session sensor relaunched it"
+    elif INTERRUPTED in (message or ""):
+        context.log.info(f"run {run.run_id} was interrupted (the service stopped): no alert")
+        return
     alerts.send(
         load_settings(), f"run_failed:{run.run_id}", "run_failed",
         f"Run failed: {run.job_name} {run.run_id[:8]}",
@@ -67,11 +74,14 @@ def heartbeat_alert(context: SensorEvaluationContext):
     for run in context.instance.get_runs(RunsFilter(job_name=session_job.name, tags={
             "alphagen/session_date": day, HEARTBEAT_LOST_TAG: "true"})):
         lost[run.run_id] = "the session sensor found its heartbeat stale and relaunched the job"
-    # or it is stale right now, for a run that has not finished
+    # or it is stale now, for a run that did not end normally: still "running" for Dagster,
+    # or failed by dying (the run monitor noticed first). A run that failed by itself or was
+    # stopped with the service is the run-failure sensor's business, not a lost heartbeat.
     beat = read_heartbeat(session_dir(settings.alphagen_cache_dir), day)
     if beat is not None and not beat.alive() and beat.run_id not in lost:
         run = context.instance.get_run_by_id(beat.run_id)
-        if run is not None and run.status not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.CANCELED):
+        if run is not None and (run.status in ACTIVE or (
+                run.status is DagsterRunStatus.FAILURE and _died(context.instance, run.run_id))):
             lost[beat.run_id] = f"no heartbeat for {time.time() - beat.at:.0f} s (limit {HEARTBEAT_TIMEOUT_S:.0f} s)"
     if not lost:
         return SkipReason("session heartbeat fine")
@@ -80,6 +90,15 @@ def heartbeat_alert(context: SensorEvaluationContext):
                     f"Session heartbeat lost: {day} run {run_id[:8]}", why,
                     run_id=run_id, session_date=day, mode=settings.alphagen_mode.value)
     return SkipReason(f"{len(lost)} lost heartbeat(s) reported")
+
+
+def _died(instance, run_id: str) -> bool:
+    """The run was failed from outside (its process vanished), not by its own error or a stop."""
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE, limit=1).records
+    message = records[0].event_log_entry.dagster_event.message if records else ""
+    return "from outside the execution context" in (message or "")
 
 
 @sensor(minimum_interval_seconds=TOKEN_CHECK_INTERVAL_S, default_status=_default_status(),

@@ -192,7 +192,8 @@ class HealthMonitor:
             reasons.append(f"trading {state}")
         if status.get("broker_reachable") is False:
             reasons.append("broker unreachable (its last positions poll failed)")
-        return {"heartbeat_age_s": age, "run_id": beat.run_id if beat else None, **status}
+        return {**{k: v for k, v in status.items() if k != "run_id"}, "status_run_id": status.get("run_id"),
+                "heartbeat_age_s": age, "run_id": beat.run_id if beat else None}
 
 
 # ---- /metrics ---------------------------------------------------------------------------------

@@ -100,7 +100,9 @@ def test_alerts_health_metrics_and_pnl_after_the_close(tmp_path):
         with service(env, ui=False, log_dir=tmp_path / "logs", health=True):
             wait_for(lambda: any(o.status == "FILLED" for o in venues.schwab.orders), venues, at(9, 56),
                      "a fill at the broker")
-            scrapes.append(scrape(base))
+            # the session job's figures reach /metrics within a second or two
+            scrapes.append(wait_for(lambda: (sc := scrape(base)) and metric(sc[2], "alphagen_orders_sent_total") >= 1
+                                    and sc, venues, at(9, 58), "the order in /metrics"))
             # kill the session job (a short position is open); the session sensor relaunches it
             beat = read_heartbeat(beats, DAY.isoformat())
             assert beat is not None and beat.alive()
@@ -146,7 +148,7 @@ def test_alerts_health_metrics_and_pnl_after_the_close(tmp_path):
     # each alert exactly once, with the right content
     failed = [b for b in receiver.of_kind("run_failed") if b["alphagen"]["run_id"] == beat.run_id]
     assert len(failed) == 1 and failed[0]["alphagen"]["job"] == "session_job"
-    assert "heartbeat lost" in failed[0]["text"]
+    assert failed[0]["alphagen"]["message"] and failed[0]["text"].startswith("*Run failed: session_job")
     lost = receiver.of_kind("heartbeat_lost")
     assert len(lost) == 1 and lost[0]["alphagen"]["run_id"] == beat.run_id
     summaries = receiver.of_kind("session_summary")
