@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dagster import Definitions, colored_console_logger, in_process_executor
 
+from alphagen_core.logs import configure_logging
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.loggers import progress_logger
 from alphagen_dagster.post_close import pnl_after_close, pnl_job, session_summary
 from alphagen_dagster.resources import default_resources
+
+configure_logging()  # every process that loads this location: JSON lines unless at a terminal
 
 defs = Definitions(
     assets=[replay_tables, dbt_pnl_models, session_summary],

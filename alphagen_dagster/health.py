@@ -33,6 +33,7 @@ from alphagen_core.models import MINUTE
 from alphagen_core.settings import Settings
 from alphagen_core.sim.clock import clock_from_settings
 from alphagen_core.telemetry import read_session_status
+from alphagen_dagster.instance import BAR_CLOSE_TAG
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +158,9 @@ class HealthMonitor:
         if last_success is not None:
             minute = dt.time.fromisoformat(last_success.dagster_run.tags["alphagen/minute"])
             last_minute = dt.datetime.combine(sess.date, minute, tzinfo=sess.open.tzinfo)
-            lag = round(last_success.end_time - self.clock.wall_time(last_minute + MINUTE), 3)
+            close = last_success.dagster_run.tags.get(BAR_CLOSE_TAG)
+            close_at = float(close) if close else self.clock.wall_time(last_minute + MINUTE)
+            lag = round(last_success.end_time - close_at, 3)
         if last_finished is not None and last_finished.dagster_run.status.value == "FAILURE":
             reasons.append(f"the last minute run failed ({last_finished.dagster_run.tags.get('alphagen/minute')}, "
                            f"run {last_finished.dagster_run.run_id[:8]})")

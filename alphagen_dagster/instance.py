@@ -20,6 +20,9 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROCESS_TAG = "alphagen/process"
+# A minute run's bar close in real (unix) time, set by the minute sensor: the minute-run lag
+# and the bar-to-order latency are measured from it, whatever clock the session ran on.
+BAR_CLOSE_TAG = "alphagen/bar_close_unix"
 POOL = "duckdb"
 INITIALISED = ".alphagen-initialised"
 

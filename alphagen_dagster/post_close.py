@@ -38,6 +38,7 @@ from alphagen_core.settings import Mode, load_settings
 from alphagen_core.sim.clock import clock_from_settings
 from alphagen_dagster.dbt import dbt_pnl_models, manifest
 from alphagen_dagster.resources import SettingsResource, StoreResource
+from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.sensors import ACTIVE, _default_status
 
 DAY_TAG, MODE_TAG = "alphagen/session_date", "alphagen/mode"
@@ -56,7 +57,7 @@ def session_summary(context: AssetExecutionContext, store: StoreResource, settin
     tags = context.run.tags
     mode = tags.get(MODE_TAG) or route(cfg).mode.value
     day = dt.date.fromisoformat(tags[DAY_TAG]) if DAY_TAG in tags else clock.now().date()
-    figures = summary_figures(store.store(), mode, day, clock)
+    figures = summary_figures(store.store(), mode, day, clock, _bar_closes(context.instance, day))
     figures["latency"]["minute_run_lag_s"] = _minute_run_lag(context.instance, day, clock)
     text = format_summary(figures)
     context.log.info(text)
@@ -112,20 +113,26 @@ def days_to_build(instance: Any, now: dt.datetime) -> list[dt.date]:
     return out
 
 
-def summary_figures(store: Any, mode: str, day: dt.date, clock: Any) -> dict[str, Any]:
+def summary_figures(store: Any, mode: str, day: dt.date, clock: Any,
+                    bar_closes: dict[str, float] | None = None) -> dict[str, Any]:
+    """The day's figures from daily_pnl, trades and table 8. Bar-to-order latency: the order's
+    SUBMITTED row written minus the close of the bar whose minute run wrote the intent (the
+    run's tag, in real time; else the clock's mapping of the intent's time)."""
     pnl = store.query("SELECT realized_pnl, fees, trades, wins, losses FROM daily_pnl "
                       "WHERE trade_date = ? AND mode = ? AND variant = 'base'", [day, mode])
     row = pnl.row(0, named=True) if pnl.height else {"realized_pnl": 0, "fees": 0, "trades": 0, "wins": 0, "losses": 0}
     exits = store.query("SELECT exit_reason, count(*) AS n FROM trades WHERE trade_date = ? AND mode = ? "
                         "GROUP BY exit_reason ORDER BY exit_reason", [day, mode])
     sent = store.query(
-        """SELECT i.est_timestamp AS decided, e.written_at AS sent
+        """SELECT i.est_timestamp AS decided, i.run_id AS decided_by, e.written_at AS sent
            FROM executions e JOIN trade_intents i
              ON i.intent_id = e.intent_id AND i.mode = e.mode AND i.session_date = e.session_date
             AND i.version = e.version
            WHERE e.mode = ? AND e.session_date = ? AND e.status = 'SUBMITTED'
              AND (i.action = 'SELL_TO_OPEN' OR i.reason = 'reversal')""", [mode, day])
-    latencies = [max(0.0, r["sent"].timestamp() - clock.wall_time(r["decided"])) for r in sent.iter_rows(named=True)]
+    bar_closes = bar_closes or {}
+    latencies = [max(0.0, r["sent"].timestamp() - bar_closes.get(r["decided_by"], clock.wall_time(r["decided"])))
+                 for r in sent.iter_rows(named=True)]
     orders = store.query("SELECT status, count(*) AS n FROM executions WHERE mode = ? AND session_date = ? "
                          "GROUP BY status", [mode, day])
     by_status = {r["status"]: r["n"] for r in orders.iter_rows(named=True)}
@@ -140,15 +147,34 @@ def summary_figures(store: Any, mode: str, day: dt.date, clock: Any) -> dict[str
     }
 
 
+def _minute_records(instance: Any, day: dt.date) -> list[Any]:
+    return list(instance.get_run_records(RunsFilter(job_name="minute_job", tags={DAY_TAG: day.isoformat()},
+                                                    statuses=[DagsterRunStatus.SUCCESS])))
+
+
+def _bar_close(rec: Any, day: dt.date, clock: Any) -> float | None:
+    tags = rec.dagster_run.tags
+    if BAR_CLOSE_TAG in tags:
+        return float(tags[BAR_CLOSE_TAG])
+    minute = tags.get("alphagen/minute")
+    if not minute:
+        return None
+    return clock.wall_time(dt.datetime.combine(day, dt.time.fromisoformat(minute)) + dt.timedelta(minutes=1))
+
+
+def _bar_closes(instance: Any, day: dt.date) -> dict[str, float]:
+    """Minute run id -> the real time its bar closed (runs tagged by the minute sensor)."""
+    return {rec.dagster_run.run_id: float(rec.dagster_run.tags[BAR_CLOSE_TAG])
+            for rec in _minute_records(instance, day) if BAR_CLOSE_TAG in rec.dagster_run.tags}
+
+
 def _minute_run_lag(instance: Any, day: dt.date, clock: Any) -> dict[str, Any]:
     """Each minute run: its end minus its bar's close (real seconds)."""
     lags = []
-    for rec in instance.get_run_records(RunsFilter(job_name="minute_job", tags={DAY_TAG: day.isoformat()},
-                                                   statuses=[DagsterRunStatus.SUCCESS])):
-        minute = rec.dagster_run.tags.get("alphagen/minute")
-        if minute and rec.end_time:
-            bar_close = dt.datetime.combine(day, dt.time.fromisoformat(minute)) + dt.timedelta(minutes=1)
-            lags.append(rec.end_time - clock.wall_time(bar_close))
+    for rec in _minute_records(instance, day):
+        close = _bar_close(rec, day, clock)
+        if close is not None and rec.end_time:
+            lags.append(rec.end_time - close)
     return _stats(lags)
 
 

@@ -24,6 +24,7 @@ from alphagen_core.lease import read_heartbeat
 from alphagen_core.models import MINUTE
 from alphagen_core.settings import Mode, get_settings, load_settings
 from alphagen_core.sim.clock import clock_from_settings
+from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.jobs import minute_job, session_job
 from alphagen_dagster.ops import session_dir
 
@@ -79,7 +80,9 @@ def minute_sensor(context: SensorEvaluationContext):
             RunRequest(
                 run_key=f"minute-{m:%Y-%m-%dT%H:%M}",
                 run_config={"ops": {"minute_increment": {"config": {"minute": m.isoformat()}}}},
-                tags={"alphagen/session_date": m.date().isoformat(), "alphagen/minute": f"{m:%H:%M}"},
+                tags={"alphagen/session_date": m.date().isoformat(), "alphagen/minute": f"{m:%H:%M}",
+                      # the bar's close in real time: the minute-run lag and bar-to-order latency
+                      BAR_CLOSE_TAG: f"{clock.wall_time(m + MINUTE):.3f}"},
             )
             for m in minutes
         ],
