@@ -143,3 +143,27 @@ def test_the_marts_are_built_once_the_session_has_ended_and_for_missed_days(tmp_
             dt.date(2024, 12, 10), dt.date(2024, 12, 12), dt.date(2024, 12, 13)]
 
 
+
+
+def test_a_refresh_token_close_to_expiry_is_alerted_once(tmp_path, monkeypatch):
+    from dagster import build_sensor_context
+
+    from alphagen_core import alerts
+    from alphagen_dagster.alert_sensors import token_expiry_alert
+
+    hook = Hook()
+    token = tmp_path / "token.json"
+    token.write_text(json.dumps({"creation_timestamp": int(time.time() - 6.5 * 24 * 3600),
+                                 "token": {"access_token": "a" * 20, "refresh_token": "r" * 20}}))
+    for name, value in {"ALPHAGEN_BROKER": "schwab", "SCHWAB_TOKEN_PATH": str(token),
+                        "ALPHAGEN_CACHE_DIR": str(tmp_path / "cache"), "ALPHAGEN_ALERT_WEBHOOK_URL": hook.url}.items():
+        monkeypatch.setenv(name, value)
+    with DagsterInstance.ephemeral(tempdir=str(tmp_path)) as instance:
+        for _ in range(3):
+            token_expiry_alert(build_sensor_context(instance=instance))
+    alerts.flush_all(10)
+    hook.server.shutdown()
+    assert len(hook.bodies) == 1
+    body = hook.bodies[0]["alphagen"]
+    assert body["kind"] == "token_expiry" and 11.5 < body["hours_left"] < 12.5
+    assert "alphagen schwab-login" in hook.bodies[0]["text"]
