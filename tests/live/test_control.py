@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from alphagen_core.alerts import Alerter
 from alphagen_core.calendar import NY
 from alphagen_core.control import current_state, set_state
 from alphagen_core.engine import StrategyConfig
@@ -21,6 +22,7 @@ from alphagen_core.sim.clock import SimClock
 from alphagen_core.store import RowMeta
 from alphagen_core.live_minute import session_version
 from tests.live.test_session_trader import DAY, SYMBOL, FixedQuotes, decided_entry, make
+from tests.test_operations_units import Hook
 from tests.test_strategy_rules import ENTRY_PRICES, UP, build, engine_for, merged, run
 
 TEN = dt.datetime(2024, 11, 27, 10, 0, 5, tzinfo=NY)
@@ -133,6 +135,9 @@ def test_a_position_that_appears_at_the_broker_mid_session_halts_at_the_second_p
     clock = SkippingClock()
     with make_standin(clock) as standin:
         store, trader = _schwab_trader(tmp_path, standin, clock)
+        hook = Hook()
+        alerter = Alerter(hook.url, tmp_path / "alerts.jsonl")
+        trader.alert = lambda key, kind, title, **fields: alerter.send(key, kind, title, **fields)
         trader._read_control()
         trader.reconcile()  # flat and flat: poll 0
         trader.step(trader.clock.now())
@@ -142,6 +147,13 @@ def test_a_position_that_appears_at_the_broker_mid_session_halts_at_the_second_p
         assert trader.mismatches == 1 and trader.state is TradingState.ACTIVE
         trader.step(trader.clock.now())
         assert trader.state is TradingState.HALTED
+        for _ in range(3):  # the mismatch goes on, the state is re-read: nothing is alerted twice
+            trader.step(trader.clock.now())
+            trader._read_control()
+        assert alerter.flush(10)
+        hook.server.shutdown()
+    assert [b["alphagen"]["kind"] for b in hook.bodies] == ["position_mismatch", "halt"]
+    assert hook.bodies[1]["alphagen"]["reason"].startswith("position_mismatch")
     latest = current_state(store, "paper", DAY)
     assert latest.source == "trader" and latest.reason.startswith("position_mismatch")
     table3 = store.query("SELECT DISTINCT symbol, quantity FROM broker_positions WHERE symbol NOT LIKE '$%'")
