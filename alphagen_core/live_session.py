@@ -99,11 +99,11 @@ class TraderStats:
     fills: int = 0
     reconciled_orders: int = 0
     realized_pnl: float = 0.0
-    # for /metrics and the alerts (alphagen_dagster.health): intents not sent or refused,
-    # whether the broker's last positions poll answered, and closed-bar-to-order latencies (entries and reversals)
+    # for /health and /metrics: intents not sent or refused, whether the broker's last poll
+    # answered, closed bar to order sent (real seconds; entries and reversals)
     rejections: int = 0
     broker_reachable: bool | None = None
-    bar_to_order_s: list[float] = field(default_factory=list)  # real seconds, entries
+    bar_to_order_s: list[float] = field(default_factory=list)
 
 
 class SessionTrader:
