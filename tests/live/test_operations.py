@@ -128,6 +128,7 @@ def test_alerts_health_metrics_and_pnl_after_the_close(tmp_path):
     # /health and /metrics during the session
     (code1, health1, text1), (code2, health2, text2) = scrapes
     assert health1["session"]["date"] == DAY.isoformat() and "minute_runs" in health1
+    print("health during the session:", health1, health2)
     for code, health, _ in scrapes:
         assert (code == 200) == health["ok"] == (not health["reasons"]), health
     assert health2["session_job"]["run_id"] == relaunched.run_id
@@ -147,12 +148,13 @@ def test_alerts_health_metrics_and_pnl_after_the_close(tmp_path):
 
     # each alert exactly once, with the right content
     failed = [b for b in receiver.of_kind("run_failed") if b["alphagen"]["run_id"] == beat.run_id]
-    assert len(failed) == 1 and failed[0]["alphagen"]["job"] == "session_job"
+    kinds = [(b["alphagen"]["kind"], b["alphagen"].get("run_id")) for b in receiver.bodies]
+    assert len(failed) == 1 and failed[0]["alphagen"]["job"] == "session_job", kinds
     assert failed[0]["alphagen"]["message"] and failed[0]["text"].startswith("*Run failed: session_job")
     lost = receiver.of_kind("heartbeat_lost")
-    assert len(lost) == 1 and lost[0]["alphagen"]["run_id"] == beat.run_id
+    assert len(lost) == 1 and lost[0]["alphagen"]["run_id"] == beat.run_id, kinds
     summaries = receiver.of_kind("session_summary")
-    assert len(summaries) == 1
+    assert len(summaries) == 1, kinds
     s = summaries[0]["alphagen"]
     assert (s["mode"], s["session_date"]) == ("paper", DAY.isoformat())
     assert s["realized_pnl"] == pytest.approx(float(pnl["realized_pnl"][0]))
