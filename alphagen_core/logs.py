@@ -25,6 +25,7 @@ import structlog
 from alphagen_core.redaction import REDACTOR
 
 Format = Literal["auto", "json", "console"]
+OWN_LOGGERS = ("alphagen_core", "alphagen_dagster", "alphagen")
 _lock = threading.Lock()
 _configured: tuple[str, str] | None = None
 
@@ -102,7 +103,11 @@ def configure_logging(fmt: Format | str | None = None, level: str | None = None,
             if getattr(h, "_alphagen", False):
                 root.removeHandler(h)
         root.addHandler(handler)
-        root.setLevel(level)
+        # Libraries keep the standard library's default (warnings and errors only); our own
+        # events and the level asked for come from our packages' loggers.
+        root.setLevel(logging.WARNING)
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(level)
         _configured = (fmt, level)
         return fmt
 

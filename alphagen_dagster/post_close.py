@@ -48,7 +48,8 @@ DAILY_PNL = next(key for key in manifest.keys.values() if key.path[-1] == "daily
 TRADES = next(key for key in manifest.keys.values() if key.path[-1] == "trades")
 
 
-@asset(deps=[DAILY_PNL, TRADES], group_name="operations", kinds={"duckdb"},
+# In the tables' group, so the lineage graph stays one graph; the replay job leaves it out.
+@asset(deps=[DAILY_PNL, TRADES], group_name="alphagen", kinds={"duckdb"},
        description="The session's summary after the close (P/L, trades, fees, exits by reason, "
                    "latencies), sent to ALPHAGEN_ALERT_WEBHOOK_URL once per mode and day.")
 def session_summary(context: AssetExecutionContext, store: StoreResource, settings: SettingsResource):
