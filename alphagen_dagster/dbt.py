@@ -200,6 +200,10 @@ def dbt_pnl_models(context: AssetExecutionContext, store: StoreResource, setting
     if errors:
         raise Failure(description="`dbt build` failed:\n" + "\n".join(errors),
                       metadata={"dbt_target": str(worker.target)})
+    if context.run.job_name == "pnl_after_close":  # a paper or live session's close
+        from alphagen_dagster.post_close import send_session_summary
+
+        send_session_summary(context, store.store(), settings.get())
     run = context.instance.get_run_by_id(context.run.run_id)
     if failed := (run.tags.get(FAILED_DAYS_TAG) if run else None):
         raise Failure(description=f"the marts are built from the days that landed, but {failed} day(s) of this "

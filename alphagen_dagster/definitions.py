@@ -9,13 +9,13 @@ from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.loggers import progress_logger
-from alphagen_dagster.post_close import pnl_after_close, pnl_job, session_summary
+from alphagen_dagster.post_close import pnl_after_close, pnl_job
 from alphagen_dagster.resources import default_resources
 
 configure_logging()  # every process that loads this location: JSON lines unless at a terminal
 
 defs = Definitions(
-    assets=[replay_tables, dbt_pnl_models, session_summary],
+    assets=[replay_tables, dbt_pnl_models],
     jobs=[replay_job, pnl_job],
     sensors=[pnl_after_close],
     resources=default_resources(),

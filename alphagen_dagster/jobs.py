@@ -10,8 +10,7 @@ from alphagen_dagster.ops import minute_increment, set_trading_state, trading_se
 # code location, whose minute runs must not import dbt.
 replay_job = define_asset_job(
     "replay",
-    # the session summary (post_close.py) belongs to paper and live sessions, not replays
-    selection=AssetSelection.groups("alphagen") - AssetSelection.assets("session_summary"),
+    selection=AssetSelection.groups("alphagen"),
     executor_def=in_process_executor,
     description="Replay trading days from Polygon flat files into the eight tables, then dbt P/L.",
     tags={"alphagen/mode": "replay"},
