@@ -111,8 +111,12 @@ def test_alerts_health_metrics_and_pnl_after_the_close(tmp_path):
                                   and b.alive() and b, venues, at(10, 5), "the relaunched job")
             wait_for(lambda: receiver.of_kind("run_failed") and receiver.of_kind("heartbeat_lost"),
                      venues, at(10, 8), "the failure alerts")
-            time.sleep(2)  # the relaunched job writes its status
-            scrapes.append(scrape(base))
+            # the relaunched job's status, and the minute runs going on
+            done = metric(scrapes[0][2], "alphagen_minute_runs_total", '{status="success"}')
+            scrapes.append(wait_for(
+                lambda: (sc := scrape(base)) and sc[1].get("session_job", {}).get("status_run_id") == relaunched.run_id
+                and metric(sc[2], "alphagen_minute_runs_total", '{status="success"}') > done and sc,
+                venues, at(10, 12), "the relaunched job and a new minute run in /metrics"))
         # down at the close; back at 16:01 (the same sim clock's speed, started later)
         env.update({"ALPHAGEN_SIM_START": at(16, 1).isoformat(), "ALPHAGEN_SIM_EPOCH": str(time.time())})
         with service(env, ui=False, log_dir=tmp_path / "logs"):
