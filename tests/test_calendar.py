@@ -23,6 +23,8 @@ from alphagen_core.calendar import (
     trading_days,
 )
 
+pytestmark = pytest.mark.unit
+
 D = dt.date
 UTC = dt.UTC
 

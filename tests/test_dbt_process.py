@@ -7,7 +7,7 @@ import pytest
 
 from alphagen_dagster import dbt_process
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 
 def test_a_worker_nobody_asks_exits_on_eof(tmp_path):

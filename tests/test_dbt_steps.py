@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from alphagen_dagster.dbt import manifest
+
+pytestmark = pytest.mark.unit
 
 
 def _selected(models, checks):

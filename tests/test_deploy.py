@@ -34,6 +34,7 @@ def project_path(path: str) -> Path:
     return PROJECT_DIR / path.removeprefix(INSTALLED_AT + "/")
 
 
+@pytest.mark.unit
 def test_the_service_unit_restarts_on_failure_and_runs_the_service():
     service = unit("alphagen.service")
     assert service["Service"]["Restart"] == "on-failure"
@@ -51,6 +52,7 @@ def test_the_service_unit_restarts_on_failure_and_runs_the_service():
     assert unit("alphagen-backup.timer")["Timer"]["OnCalendar"].startswith("Mon..Fri")
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed here")
 def test_systemd_analyze_verifies_the_units(tmp_path):
     """The units as installed in this checkout (their /opt/alphagen paths pointed here)."""
@@ -76,6 +78,7 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     return lines
 
 
+@pytest.mark.unit
 def test_the_dockerfile_copies_files_that_exist_and_starts_a_real_command():
     instructions = dockerfile_instructions(DEPLOY / "Dockerfile")
     ignored = {line.strip() for line in (PROJECT_DIR / ".dockerignore").read_text().splitlines() if line.strip()}
@@ -104,6 +107,7 @@ def test_the_dockerfile_copies_files_that_exist_and_starts_a_real_command():
     assert "deploy/alphagen.env" in (PROJECT_DIR / ".gitignore").read_text()
 
 
+@pytest.mark.integration
 def test_the_backup_script_exports_a_snapshot_that_imports_back(tmp_path):
     source = tmp_path / "alphagen.duckdb"
     with duckdb.connect(str(source)) as con:
@@ -118,6 +122,7 @@ def test_the_backup_script_exports_a_snapshot_that_imports_back(tmp_path):
         assert con.execute("SELECT count(*), sum(n) FROM executions WHERE mode = 'paper'").fetchone() == (100, 4950)
 
 
+@pytest.mark.unit
 def test_alphagen_as_service_reads_the_settings_file(tmp_path):
     settings = tmp_path / "alphagen.env"
     settings.write_text("ALPHAGEN_MODE=not-a-mode\n")

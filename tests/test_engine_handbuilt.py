@@ -40,6 +40,8 @@ from alphagen_core.models import Action, MinuteSlice, OrderStatus
 from alphagen_core.risk import RiskConfig
 from tests.builders import at, chain, flat_bar, make_engine, option_symbol, run_engine
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 2, 12)
 PATH = [100] * 9 + [99, 98, 101, 102, 103, 103, 103, 103, 102, 100, 99, 98, 97, 97, 97, 98,
         100, 102, 103, 104, 104, 103, 101, 99, 97, 96] + [96] * 25

@@ -78,6 +78,7 @@ def _assert_same_day(a: DayData, b: DayData) -> None:
 # ---- the local folder -------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_load_day_local_regular_session_ny_timestamps(folder: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     day = load_day(LocalFlatFiles(folder), s, cache_dir=tmp_path)
@@ -112,6 +113,7 @@ def test_load_day_local_regular_session_ny_timestamps(folder: Path, tmp_path: Pa
     assert row["option_symbol"] == sample.option_ticker("QQQ", s.date, row["right"], row["strike"])
 
 
+@pytest.mark.unit
 def test_streaming_filter_matches_a_whole_file_read(folder: Path, tmp_path: Path) -> None:
     """The chunked filter keeps exactly the rows a plain read of the whole file would."""
     s = session(DAYS[1])
@@ -123,6 +125,7 @@ def test_streaming_filter_matches_a_whole_file_read(folder: Path, tmp_path: Path
     assert len(eq) == len(day.equity) + day.rejected["equity_out_of_session"]
 
 
+@pytest.mark.unit
 def test_unsorted_file_gives_the_same_day(folder: Path, copy: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     expected = load_day(LocalFlatFiles(folder), s, cache_dir=tmp_path / "a")
@@ -133,6 +136,7 @@ def test_unsorted_file_gives_the_same_day(folder: Path, copy: Path, tmp_path: Pa
     _assert_same_day(expected, got)
 
 
+@pytest.mark.unit
 def test_multi_member_gzip_reads_like_one_stream(folder: Path, copy: Path, tmp_path: Path) -> None:
     """gzip allows several members back to back (what `cat a.gz b.gz` makes); cut them
     mid-line and inside the QQQ block, and add the zero padding some writers leave."""
@@ -148,6 +152,7 @@ def test_multi_member_gzip_reads_like_one_stream(folder: Path, copy: Path, tmp_p
     _assert_same_day(expected, got)
 
 
+@pytest.mark.unit
 def test_trailing_garbage_after_the_gzip_stream_is_an_error(copy: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     path = copy / options_key(s.date)
@@ -157,6 +162,7 @@ def test_trailing_garbage_after_the_gzip_stream_is_an_error(copy: Path, tmp_path
     assert err.value.file == str(path)
 
 
+@pytest.mark.unit
 def test_early_close_day(folder: Path, tmp_path: Path) -> None:
     s = session(EARLY)
     day = load_day(LocalFlatFiles(folder), s, cache_dir=tmp_path)
@@ -165,6 +171,7 @@ def test_early_close_day(folder: Path, tmp_path: Path) -> None:
     assert day.options["est_timestamp"].max().time() == dt.time(12, 59)
 
 
+@pytest.mark.unit
 def test_no_same_day_expiry_takes_the_next_one(folder: Path, copy: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     key = options_key(s.date)
@@ -179,6 +186,7 @@ def test_no_same_day_expiry_takes_the_next_one(folder: Path, copy: Path, tmp_pat
     assert day.options["est_timestamp"].max() < s.close
 
 
+@pytest.mark.unit
 def test_duplicates_are_dropped_and_counted(folder: Path, copy: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     clean = load_day(LocalFlatFiles(folder), s, cache_dir=tmp_path / "a")
@@ -257,6 +265,7 @@ PROBLEMS = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("which", ["stocks", "options"])
 @pytest.mark.parametrize("kind", sorted(PROBLEMS))
 def test_bad_file_raises_naming_the_file_and_writes_no_cache(copy: Path, tmp_path: Path, kind: str, which: str) -> None:
@@ -273,6 +282,7 @@ def test_bad_file_raises_naming_the_file_and_writes_no_cache(copy: Path, tmp_pat
     assert not list(cache.rglob("*.parquet"))
 
 
+@pytest.mark.unit
 def test_no_rows_for_the_ticker(folder: Path, tmp_path: Path) -> None:
     s = session(DAYS[0])
     with pytest.raises(FlatFileError, match="no rows for ZZZZ") as err:
@@ -284,6 +294,7 @@ def test_no_rows_for_the_ticker(folder: Path, tmp_path: Path) -> None:
     assert _cache_entries(tmp_path) == []
 
 
+@pytest.mark.unit
 def test_a_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(FlatFileError, match="does not exist"):
         load_day(LocalFlatFiles(tmp_path / "nope"), session(DAYS[0]), cache_dir=tmp_path)
@@ -292,6 +303,7 @@ def test_a_missing_folder_is_named(tmp_path: Path) -> None:
 # ---- the processed cache ----------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_cached_second_load_equals_the_first(folder: Path, copy: Path, tmp_path: Path) -> None:
     s = session(DAYS[1])
     first = load_day(LocalFlatFiles(copy), s, cache_dir=tmp_path)
@@ -315,6 +327,7 @@ def test_cached_second_load_equals_the_first(folder: Path, copy: Path, tmp_path:
     assert (changed.options["close"] - first.options["close"]).abs().min() > 0.009
 
 
+@pytest.mark.unit
 def test_cache_writes_are_never_partial(folder: Path, tmp_path: Path) -> None:
     """Only whole entries (meta.json written last, directory renamed in) exist; no temp
     directories are left behind."""
@@ -349,6 +362,7 @@ def moto_s3(folder: Path) -> Iterator[tuple[ThreadedMotoServer, str]]:
         server.stop()
 
 
+@pytest.mark.integration
 def test_s3_gives_the_same_days_as_the_folder_and_downloads_once(folder: Path, moto_s3, tmp_path: Path) -> None:
     server, endpoint = moto_s3
     raw_cache = tmp_path / "raw"
@@ -378,6 +392,7 @@ def test_s3_gives_the_same_days_as_the_folder_and_downloads_once(folder: Path, m
     assert SECRET_KEY not in str(err.value) and ACCESS_KEY not in str(err.value)
 
 
+@pytest.mark.integration
 def test_s3_missing_key_and_corrupt_object(folder: Path, moto_s3, tmp_path: Path) -> None:
     _, endpoint = moto_s3
     src = S3FlatFiles(endpoint, "flatfiles", ACCESS_KEY, SECRET_KEY, tmp_path / "raw", max_attempts=1)
@@ -405,6 +420,7 @@ def test_s3_missing_key_and_corrupt_object(folder: Path, moto_s3, tmp_path: Path
     assert load_day(src, session(d), cache_dir=tmp_path).options.height > 0
 
 
+@pytest.mark.unit
 def test_flatfile_source_factory(folder: Path, tmp_path: Path) -> None:
     local = flatfile_source(str(folder), cache_dir=tmp_path)
     assert isinstance(local, LocalFlatFiles) and local.root == folder

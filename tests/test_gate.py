@@ -4,9 +4,6 @@ service refusing an inconsistent one before it starts anything."""
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -41,26 +38,43 @@ def _spec(mode, broker, paper, confirmation, url) -> Route | None:
     return Route(Mode.PAPER, broker)
 
 
-@pytest.mark.parametrize("combination", COMBINATIONS, ids=lambda c: "-".join(map(str, c)))
-def test_every_combination_routes_as_the_spec_says(combination):
-    expected = _spec(*combination)
-    settings = _settings(*combination)
-    if expected is None:
-        with pytest.raises(GateError) as refused:
-            route(settings)
-        assert "ALPHAGEN_MODE" in str(refused.value)
-        assert LIVE_CONFIRMATION_PHRASE not in str(refused.value).replace("=" + LIVE_CONFIRMATION_PHRASE, "")
-    else:
-        assert route(settings) == expected
-        if expected.broker == "paper":
-            assert isinstance(execution_client(settings, market=None, clock=WallClock()), PaperExecution)
+REFUSED = [c for c in COMBINATIONS if _spec(*c) is None]
+ROUTED = [c for c in COMBINATIONS if _spec(*c) is not None]
+ROUTED_TO_PAPER = [c for c in ROUTED if _spec(*c).broker == "paper"]
 
 
+def _ids(combination) -> str:
+    return "-".join(map(str, combination))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("combination", REFUSED, ids=_ids)
+def test_combinations_the_spec_refuses_are_refused(combination):
+    with pytest.raises(GateError) as refused:
+        route(_settings(*combination))
+    assert "ALPHAGEN_MODE" in str(refused.value)
+    assert LIVE_CONFIRMATION_PHRASE not in str(refused.value).replace("=" + LIVE_CONFIRMATION_PHRASE, "")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("combination", ROUTED, ids=_ids)
+def test_combinations_the_spec_allows_route_as_it_says(combination):
+    assert route(_settings(*combination)) == _spec(*combination)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("combination", ROUTED_TO_PAPER, ids=_ids)
+def test_a_route_to_the_paper_broker_gets_the_paper_execution_client(combination):
+    assert isinstance(execution_client(_settings(*combination), market=None, clock=WallClock()), PaperExecution)
+
+
+@pytest.mark.unit
 def test_exactly_one_combination_reaches_the_real_schwab_trader():
     real = [c for c in COMBINATIONS if _spec(*c) is not None and _spec(*c).broker == "schwab" and c[4] == REAL]
     assert real == [(Mode.LIVE, "schwab", False, LIVE_CONFIRMATION_PHRASE, REAL)]
 
 
+@pytest.mark.unit
 def test_the_two_reported_holes_are_refused():
     # paper mode, Schwab broker, the gate open: real orders while every row says paper
     with pytest.raises(GateError, match="SCHWAB_PAPER=false"):
@@ -70,12 +84,12 @@ def test_the_two_reported_holes_are_refused():
         route(_settings(Mode.LIVE, "paper", False, LIVE_CONFIRMATION_PHRASE, REAL))
 
 
-def test_alphagen_run_refuses_an_inconsistent_gate_before_starting_anything(tmp_path: Path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ALPHAGEN_MODE": "paper",
+@pytest.mark.e2e
+def test_alphagen_run_refuses_an_inconsistent_gate_before_starting_anything(tmp_path: Path, alphagen, port):
+    env = {"DAGSTER_HOME": str(tmp_path / "home"), "ALPHAGEN_MODE": "paper",
            "ALPHAGEN_BROKER": "schwab", "SCHWAB_PAPER": "false", "SCHWAB_LIVE_CONFIRMATION": LIVE_CONFIRMATION_PHRASE,
            "SCHWAB_BASE_URL": REAL, "ALPHAGEN_DUCKDB_PATH": str(tmp_path / "a.duckdb")}
-    done = subprocess.run([str(Path(sys.executable).with_name("alphagen")), "run", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = alphagen("run", "--port", str(port), env=env, timeout=60)
     assert done.returncode != 0
     message = done.stdout + done.stderr
     assert "ALPHAGEN_MODE=paper with SCHWAB_PAPER=false" in message

@@ -20,6 +20,8 @@ from alphagen_core.engine import StrategyConfig
 from alphagen_core.models import Action, OrderStatus
 from alphagen_core.replay import SessionRun, build_slices, run_session
 
+pytestmark = pytest.mark.unit
+
 TUESDAY, FRIDAY = dt.date(2016, 3, 8), dt.date(2016, 3, 11)
 HALF_SPREAD = 0.02
 NOTE = "; no 0DTE listed: nearest expiry 2016-03-11"

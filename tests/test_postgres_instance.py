@@ -22,7 +22,7 @@ from alphagen_core.store import Store
 from alphagen_dagster.instance import PROJECT_DIR, open_instance, storage_kind
 from tests.postgres import PASSWORD, start_postgres
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 DAYS = (dt.date(2024, 11, 25), dt.date(2024, 11, 26))
 
 

@@ -4,15 +4,15 @@ from the `trades` mart of a real DuckDB file by a real `alphagen` process."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 DAY = dt.date(2024, 12, 12)
-ALPHAGEN = str(Path(sys.executable).with_name("alphagen"))
 TRADES = [  # mode, entry, contract, entry price (credit), exit price (debit), reason
     ("replay", "10:01", "O:QQQ241212P00520000", 1.95, 0.97, "take_profit"),
     ("replay", "11:15", "O:QQQ241212C00522000", 1.40, 1.10, "reversal"),
@@ -21,7 +21,7 @@ TRADES = [  # mode, entry, contract, entry price (credit), exit price (debit), r
 ]
 
 
-def _report(tmp_path: Path, rows) -> subprocess.CompletedProcess[str]:
+def _report(tmp_path: Path, alphagen, rows) -> subprocess.CompletedProcess[str]:
     db = tmp_path / "alphagen.duckdb"
     with duckdb.connect(str(db)) as con:
         con.execute("""CREATE TABLE trades (trade_date DATE, mode VARCHAR, position_id VARCHAR, entry_time TIMESTAMPTZ,
@@ -31,13 +31,12 @@ def _report(tmp_path: Path, rows) -> subprocess.CompletedProcess[str]:
             con.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, 25, ?, ?, ?, ?)",
                         [DAY, mode, f"pos-{i}", f"{DAY} {hhmm}:00-05:00", symbol, entry, exit_, reason,
                          round((entry - exit_) * 2500, 2)])
-    env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": str(db)}
-    return subprocess.run([ALPHAGEN, "report", "--compare-modes", "--for-date", str(DAY)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return alphagen("report", "--compare-modes", "--for-date", str(DAY), env={"ALPHAGEN_DUCKDB_PATH": str(db)},
+                    timeout=60)
 
 
-def test_paper_round_trips_beside_the_replays_with_the_price_differences(tmp_path):
-    done = _report(tmp_path, TRADES)
+def test_paper_round_trips_beside_the_replays_with_the_price_differences(tmp_path, alphagen):
+    done = _report(tmp_path, alphagen, TRADES)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("2024-12-12: replay against paper")
@@ -48,7 +47,7 @@ def test_paper_round_trips_beside_the_replays_with_the_price_differences(tmp_pat
     assert "different contracts" in lines[-1]
 
 
-def test_without_a_paper_session_it_says_what_is_missing(tmp_path):
-    done = _report(tmp_path, [t for t in TRADES if t[0] == "replay"])
+def test_without_a_paper_session_it_says_what_is_missing(tmp_path, alphagen):
+    done = _report(tmp_path, alphagen, [t for t in TRADES if t[0] == "replay"])
     assert done.returncode == 0, done.stderr
     assert "nothing to compare on 2024-12-12: round trips of replay" in done.stdout

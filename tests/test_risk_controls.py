@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from alphagen_core.engine import StrategyConfig
 from alphagen_core.models import Action, SignalType
 from alphagen_core.risk import RiskConfig
 from tests.test_strategy_rules import ENTRY_PRICES, UP, build, engine_for, fills, hm, merged, run
+
+pytestmark = pytest.mark.unit
 
 REVERSE = UP + [102] * 4 + [95] * 4
 SPIKE = {**ENTRY_PRICES, "09:43": {("P", 102): (2.00, 2.80, 2.00, 2.40)}}  # ask at the high 2.85

@@ -19,6 +19,8 @@ from alphagen_core.engine import StrategyConfig
 from alphagen_core.replay import build_slices, run_session
 from alphagen_core.sample import generate
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 2, 14)
 NS = 1_000_000_000
 

@@ -16,6 +16,8 @@ from alphagen_core import sample
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.calendar import NY, next_trading_day, session, sessions
 
+pytestmark = pytest.mark.unit
+
 HEADER = "ticker,volume,open,close,high,low,window_start,transactions"
 WEEK_START, WEEK_END = dt.date(2024, 2, 14), dt.date(2024, 2, 21)  # Wed..Wed over a weekend and Presidents Day
 EARLY_CLOSE = dt.date(2024, 11, 29)

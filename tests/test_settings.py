@@ -13,6 +13,8 @@ from alphagen_core.settings import (
     load_settings,
 )
 
+pytestmark = pytest.mark.unit
+
 SENTINEL = "SENTINEL-s3cr3t-7f3a9c"
 
 

@@ -102,6 +102,7 @@ def store(tmp_path) -> Store:
 # ---- schema and round trip -------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_schema_has_the_eight_tables_with_the_shared_columns(store):
     store.ensure_schema()
     store.ensure_schema()  # idempotent
@@ -119,9 +120,8 @@ def test_schema_has_the_eight_tables_with_the_shared_columns(store):
             assert col in types and nullable[col] == "NO", (table, col)
         assert types["session_date"] == "DATE" and types["written_at"] == "TIMESTAMP WITH TIME ZONE"
         assert fields <= set(types), (table, fields - set(types))
-        for col, typ in types.items():  # every timestamp is time-zone aware
-            if "TIMESTAMP" in typ:
-                assert typ == "TIMESTAMP WITH TIME ZONE", (table, col)
+        # every timestamp is time-zone aware
+        assert {col: typ for col, typ in types.items() if "TIMESTAMP" in typ and typ != "TIMESTAMP WITH TIME ZONE"} == {}
     # the natural key of every table exists and is never NULL
     for table, spec in TABLES.items():
         rows = columns.filter(pl.col("table_name") == table)
@@ -129,15 +129,15 @@ def test_schema_has_the_eight_tables_with_the_shared_columns(store):
         assert all(nullable[k] == "NO" for k in spec.key), table
 
 
+@pytest.mark.unit
 def test_dataclass_rows_read_back_with_new_york_timestamps(store, session_rows):
     added = store.write(session_rows, meta())
     assert added == {t: len(rows) for t, rows in session_rows.items()}
     for table, rows in session_rows.items():
         frame = store.latest(table, "replay", DAY)
         assert frame.height == len(rows), table
-        for name, dtype in frame.schema.items():
-            if isinstance(dtype, pl.Datetime):
-                assert dtype.time_zone == "America/New_York", (table, name)
+        stamps = {name: dtype.time_zone for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)}
+        assert "written_at" in stamps and set(stamps.values()) == {"America/New_York"}, (table, stamps)
     signals = store.latest("signals", "replay", DAY)
     first = session_rows["signals"][0]
     got = signals.row(0, named=True)
@@ -167,6 +167,7 @@ def test_dataclass_rows_read_back_with_new_york_timestamps(store, session_rows):
 # ---- idempotency and versions ----------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_same_minute_twice_in_a_version_adds_nothing(store, session_rows):
     minute = {t: rows[:2] for t, rows in session_rows.items()}
     first = store.write(minute, meta(run_id="run-1"))
@@ -184,6 +185,7 @@ def test_same_minute_twice_in_a_version_adds_nothing(store, session_rows):
     assert count(store, "trade_intents") == 4
 
 
+@pytest.mark.unit
 def test_new_version_appends_and_latest_reads_only_the_newest(store, session_rows):
     store.write(session_rows, meta(V1))
     # the newer replay of the same day: ticks and signals, but no trades at all
@@ -211,6 +213,7 @@ def test_new_version_appends_and_latest_reads_only_the_newest(store, session_row
     assert store.latest_version("paper", DAY) is None
 
 
+@pytest.mark.unit
 def test_write_of_several_tables_is_all_or_nothing(store, session_rows):
     good = session_rows["signals"]
     bad = to_bad_frame(session_rows["trade_intents"])
@@ -284,6 +287,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
+@pytest.mark.integration
 def test_two_processes_insert_concurrently_without_losing_rows(tmp_path):
     db, go = tmp_path / "shared.duckdb", tmp_path / "go"
     batches, per = 40, 5
@@ -330,6 +334,7 @@ def _hold(db: Path, seconds: float) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.integration
 def test_lock_held_longer_than_timeout_raises_clear_error(tmp_path, session_rows):
     db = tmp_path / "held.duckdb"
     Store(db).ensure_schema()
@@ -351,6 +356,7 @@ def test_lock_held_longer_than_timeout_raises_clear_error(tmp_path, session_rows
     assert Store(db).insert("signals", session_rows["signals"], meta()) == len(session_rows["signals"])
 
 
+@pytest.mark.integration
 def test_lock_held_shorter_than_timeout_is_waited_out(tmp_path, session_rows):
     db = tmp_path / "busy.duckdb"
     Store(db).ensure_schema()
@@ -445,6 +451,7 @@ def project_files() -> list[Path]:
     return files
 
 
+@pytest.mark.unit
 def test_scanner_catches_what_it_must():
     bad_py = textwrap.dedent(
         '''
@@ -467,6 +474,7 @@ def test_scanner_catches_what_it_must():
     assert violations("p.yml", "models:\n  +post_hook: truncate table signals\n")
 
 
+@pytest.mark.unit
 def test_no_sql_changes_or_removes_rows():
     files = project_files()
     assert any(p.name == "store.py" for p in files) and any(p.suffix == ".sql" for p in files)

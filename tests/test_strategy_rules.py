@@ -45,6 +45,8 @@ from alphagen_core.strategy import select_contract
 from alphagen_core.symbols import to_polygon
 from tests.builders import at, chain, flat_bar, option_symbol
 
+pytestmark = pytest.mark.unit
+
 DAY = dt.date(2024, 2, 12)
 EARLY_DAY = dt.date(2024, 11, 29)
 STRIKES = range(90, 111)

@@ -18,6 +18,8 @@ from alphagen_core.symbols import (
     to_schwab,
 )
 
+pytestmark = pytest.mark.unit
+
 QQQ_CALL = OptionContract("QQQ", dt.date(2024, 2, 12), Right.CALL, 430.0)
 
 

@@ -4,41 +4,30 @@ dagster-webserver on loopback, read through GraphQL and through headless Chromiu
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from alphagen_core.store import TABLES
+from tests.processes import PROJECT_DIR, clean_environ, free_port, venv_bin
 
-pytestmark = pytest.mark.slow
-PROJECT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
 EXPECTED = set(TABLES) | {"daily_pnl", "trades"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home),
-           "ALPHAGEN_DUCKDB_PATH": str(home / "alphagen.duckdb")}
+    env = clean_environ(DAGSTER_HOME=str(home), ALPHAGEN_DUCKDB_PATH=str(home / "alphagen.duckdb"))
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
+        [venv_bin("dagster-webserver"), "-w", "workspace.yaml",
          "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=PROJECT_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -24,6 +24,8 @@ from alphagen_core.sim import Faults, SimClock
 from alphagen_core.sim.polygon_server import PolygonStandIn
 from tests.adapters.test_polygon_standin import DAY, FROZEN, at, equity_rows, sample_day, zero_dte_symbols
 
+pytestmark = pytest.mark.integration
+
 KEY = "adapter-test-key"
 SENTINEL = "SENTINEL-9f3c2a7e-POLYGON-KEY"
 
@@ -126,7 +128,7 @@ def test_minute_bars_option_chain_and_quotes() -> None:
         chain = md.option_chain("QQQ", DAY)
         assert [q.symbol for q in chain] == zero_dte_symbols()
         for q in chain:
-            assert q.contract.expiry == DAY and q.contract.right in (Right.CALL, Right.PUT)
+            assert q.contract.expiry == DAY and q.contract.right is Right(q.symbol[-9])
             assert 0 <= q.bid <= q.ask and q.start <= clock.now() and q.start.tzinfo is not None
         picked = [chain[0].symbol, chain[-1].symbol]
         quotes = md.quotes(picked + ["O:QQQ240212C09990000"])  # an unknown contract is left out
@@ -214,10 +216,9 @@ def test_stream_reconnects_and_backfills_missed_minutes(mode: Faults) -> None:
     assert stream.backfilled >= 1  # minutes missed while disconnected came from REST
     # every reconnect within 5 s of the disconnect
     stocks = [(t, what) for t, market, what in stream.events if market == "stocks"]
-    for i, (t, what) in enumerate(stocks):
-        if what.startswith("disconnected"):
-            nxt = next((t2 for t2, w2 in stocks[i + 1 :] if w2 == "connected"), None)
-            assert nxt is not None and nxt - t < 5.0, stocks
+    reconnects = [next((t2 - t for t2, w2 in stocks[i + 1 :] if w2 == "connected"), None)
+                  for i, (t, what) in enumerate(stocks) if what.startswith("disconnected")]
+    assert len(reconnects) == drops and all(r is not None and r < 5.0 for r in reconnects), stocks
 
 
 def test_stream_rejects_malformed_duplicate_and_out_of_order_and_goes_on() -> None:

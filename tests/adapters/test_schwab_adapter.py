@@ -59,7 +59,7 @@ from tests.adapters.test_schwab_standin import (
     make_standin,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 EXPIRY = dt.date(2024, 2, 12)
 CALL_431 = "O:QQQ240212C00431000"

@@ -21,7 +21,7 @@ from alphagen_core.sim.clock import NY
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabFaults, SchwabStandIn
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 APP_KEY = "standin-app-key-0001"
 APP_SECRET = "standin-app-secret-0002"

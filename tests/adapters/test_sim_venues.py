@@ -18,7 +18,7 @@ from alphagen_core.sample import generate
 from alphagen_core.sim.venues import SimVenues
 from tests.adapters.test_schwab_adapter import config_for, follow_login
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 DAY = dt.date(2024, 11, 27)
 
 

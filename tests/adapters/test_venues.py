@@ -9,6 +9,8 @@ from alphagen_core.adapters.schwab.auth import SchwabAuthError
 from alphagen_core.adapters.venues import market_data_client
 from alphagen_core.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_data_provider_from_settings(tmp_path):
     polygon = Settings(_env_file=None, alphagen_data_provider="polygon", polygon_api_key="k")

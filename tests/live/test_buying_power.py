@@ -13,6 +13,8 @@ from tests.adapters.test_schwab_standin import SkippingClock, make_standin
 from tests.live.test_control import _schwab_trader
 from tests.live.test_session_trader import SYMBOL, decided_entry
 
+pytestmark = pytest.mark.integration
+
 LIMIT = 2.0 - 0.05  # FixedQuotes' bid less the default slippage allowance
 # no bar in table 1: the trader takes the underlying at the strike (an at-the-money short)
 MARGIN = naked_margin_per_contract(parse_polygon(SYMBOL).right, 500.0, 500.0, LIMIT)

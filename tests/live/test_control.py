@@ -5,12 +5,10 @@ halted. Real DuckDB file, the paper execution client, a real `alphagen` process.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
+
+import pytest
 
 from alphagen_core.alerts import Alerter
 from alphagen_core.calendar import NY
@@ -40,6 +38,7 @@ def _statuses(store, intent_id: str) -> list[str]:
     return rows["status"].to_list()
 
 
+@pytest.mark.unit
 def test_a_halt_drops_new_entries_also_after_a_relaunch_and_resume_trades_again(tmp_path):
     clock = SimClock(TEN, speed=1)
     store, _, trader = make(tmp_path, clock, FixedQuotes(2.0, 2.1))
@@ -65,7 +64,8 @@ def test_a_halt_drops_new_entries_also_after_a_relaunch_and_resume_trades_again(
     assert _statuses(store, resumed.intent_id) == ["FILLED", "SUBMITTED"]
 
 
-def test_alphagen_flatten_closes_a_running_sessions_position_within_2_s_then_halts(tmp_path):
+@pytest.mark.e2e
+def test_alphagen_flatten_closes_a_running_sessions_position_within_2_s_then_halts(tmp_path, alphagen):
     clock = SimClock(TEN, speed=1)
     store, _, trader = make(tmp_path, clock, FixedQuotes(2.0, 2.1))
     trader.t = TraderTimings()  # the service's own polling intervals
@@ -78,9 +78,8 @@ def test_alphagen_flatten_closes_a_running_sessions_position_within_2_s_then_hal
         while trader.held is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert trader.held is not None
-        env = {**os.environ, "ALPHAGEN_DUCKDB_PATH": str(store.path), "ALPHAGEN_MODE": "paper"}
-        done = subprocess.run([str(Path(sys.executable).with_name("alphagen")), "flatten", "--date", str(DAY),
-                               "--reason", "test"], env=env, capture_output=True, text=True, timeout=120)
+        done = alphagen("flatten", "--date", str(DAY), "--reason", "test",
+                        env={"ALPHAGEN_DUCKDB_PATH": str(store.path), "ALPHAGEN_MODE": "paper"})
         assert done.returncode == 0, done.stderr
         deadline = time.monotonic() + 30
         while (trader.held is not None or trader.state is not TradingState.HALTED) and time.monotonic() < deadline:
@@ -99,6 +98,7 @@ def test_alphagen_flatten_closes_a_running_sessions_position_within_2_s_then_hal
     assert (latest.state, latest.source, latest.reason) == (TradingState.HALTED, "trader", "flattened")
 
 
+@pytest.mark.unit
 def test_the_engine_opens_nothing_while_halted():
     engine = engine_for(config=StrategyConfig())
     engine.trading_state = TradingState.HALTED
@@ -129,6 +129,7 @@ def _schwab_trader(tmp_path, standin, clock, **settings):
     return store, trader
 
 
+@pytest.mark.integration
 def test_a_position_that_appears_at_the_broker_mid_session_halts_at_the_second_poll(tmp_path):
     from tests.adapters.test_schwab_standin import SkippingClock, make_standin
 
@@ -160,19 +161,28 @@ def test_a_position_that_appears_at_the_broker_mid_session_halts_at_the_second_p
     assert table3.rows() == [("O:QQQ241127P00490000", -3)]
 
 
-def test_an_unknown_short_at_start_halts_unless_adoption_is_allowed(tmp_path):
+@pytest.mark.integration
+def test_an_unknown_short_at_start_halts(tmp_path):
     from tests.adapters.test_schwab_standin import SkippingClock, make_standin
 
-    for adopt in (False, True):
-        clock = SkippingClock()
-        with make_standin(clock) as standin:
-            standin.set_position("QQQ   241127P00490000", -3, 1.5)
-            store, trader = _schwab_trader(tmp_path / str(adopt), standin, clock,
-                                           alphagen_adopt_unknown_positions=adopt)
-            trader._read_control()
-            trader.reconcile()
-        if adopt:
-            assert trader.held is not None and trader.held.qty == 3 and trader.state is TradingState.ACTIVE
-        else:
-            assert trader.held is None and trader.state is TradingState.HALTED
-            assert current_state(store, "paper", DAY).reason.startswith("unknown_position")
+    clock = SkippingClock()
+    with make_standin(clock) as standin:
+        standin.set_position("QQQ   241127P00490000", -3, 1.5)
+        store, trader = _schwab_trader(tmp_path, standin, clock)
+        trader._read_control()
+        trader.reconcile()
+    assert trader.held is None and trader.state is TradingState.HALTED
+    assert current_state(store, "paper", DAY).reason.startswith("unknown_position")
+
+
+@pytest.mark.integration
+def test_an_unknown_short_at_start_is_adopted_when_allowed(tmp_path):
+    from tests.adapters.test_schwab_standin import SkippingClock, make_standin
+
+    clock = SkippingClock()
+    with make_standin(clock) as standin:
+        standin.set_position("QQQ   241127P00490000", -3, 1.5)
+        _, trader = _schwab_trader(tmp_path, standin, clock, alphagen_adopt_unknown_positions=True)
+        trader._read_control()
+        trader.reconcile()
+    assert trader.held is not None and trader.held.qty == 3 and trader.state is TradingState.ACTIVE

@@ -26,7 +26,7 @@ from alphagen_dagster.doctor import LIVE_SENSORS, Status, offset_bounds, run_che
 from alphagen_dagster.instance import open_instance, prepare_home
 from alphagen_dagster.service import PROJECT_DIR, service, sim_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 DAY = dt.date(2024, 12, 12)
 # After the live window (close + 30 min): the sensors run and skip, nothing trades, and the
 # stand-ins serve the whole day's bars and the chain's last quotes.

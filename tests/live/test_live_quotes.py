@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 
 import duckdb
+import pytest
 
 from alphagen_core.calendar import session
 from alphagen_core.live_minute import run_minute_increment
@@ -16,6 +17,8 @@ from alphagen_core.models import Bar, OptionQuote
 from alphagen_core.settings import Settings
 from alphagen_core.store import TABLES, Store
 from tests.test_strategy_rules import DAY, MINUTE, UP, build, hm
+
+pytestmark = pytest.mark.unit
 
 
 class FrozenChainMarket:

@@ -11,6 +11,8 @@ from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build
 from alphagen_core.calendar import NY
 from alphagen_dagster.sensors import closed_minutes, minute_sensor, session_sensor
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def instance(tmp_path):

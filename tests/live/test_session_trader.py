@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from alphagen_core.adapters.paper.execution import PaperExecution
 from alphagen_core.calendar import NY, session
 from alphagen_core.live_minute import session_version
@@ -12,6 +14,8 @@ from alphagen_core.models import Action, OptionContract, OptionQuote, OrderReque
 from alphagen_core.settings import Settings
 from alphagen_core.sim.clock import SimClock
 from alphagen_core.store import RowMeta, Store
+
+pytestmark = pytest.mark.unit
 
 DAY = dt.date(2024, 11, 27)
 SYMBOL = "O:QQQ241127P00500000"

@@ -29,7 +29,7 @@ from alphagen_core.streaming import BarSpool
 from alphagen_dagster.service import service, sim_env
 from tests.live.test_sim_session import DAY, _kill_session_job, _wait
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(900)]
 ALPHAGEN = Path(sys.executable).with_name("alphagen")
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from alphagen_core.adapters.polygon.market_data import PolygonMarketData, PolygonStream
 from alphagen_core.models import MINUTE
 from alphagen_core.sim import Faults, SimClock
 from alphagen_core.streaming import SPOOL_ALIVE, BarSpool, SpooledMarketData, StreamedMarketData
 from tests.adapters.test_polygon_adapter import config_for, standin
 from tests.adapters.test_polygon_standin import DAY, FROZEN, at, zero_dte_symbols
+
+pytestmark = pytest.mark.integration
 
 
 def _wait(cond, timeout: float) -> bool:

@@ -1,0 +1,37 @@
+"""Helpers for tests that start processes or servers: the venv's executables (found next to the
+interpreter running the tests, never by a `.venv` path), an environment without the project's
+settings, and free loopback ports. Fixtures built on these are in tests/conftest.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+# Settings a developer's shell may carry; a test sets the ones it needs.
+SETTINGS_PREFIXES = ("ALPHAGEN_", "DAGSTER_", "FEATURE_", "RISK_", "ORDER_", "POLYGON_", "SCHWAB_", "PAPER_",
+                     "STRATEGY_")
+
+
+def venv_bin(name: str) -> str:
+    """An executable installed beside the running interpreter (alphagen, dbt, dagster-webserver)."""
+    path = VENV_BIN / name
+    if not path.exists():
+        raise FileNotFoundError(f"{name} is not installed beside {sys.executable}")
+    return str(path)
+
+
+def clean_environ(**env: str) -> dict[str, str]:
+    """os.environ without any of the project's settings, plus `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith(SETTINGS_PREFIXES)}
+    return {**base, **env}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
