@@ -19,6 +19,8 @@ from alphagen_core.alerts import Alerter
 from alphagen_core.calendar import NY
 from alphagen_dagster.instance import PROJECT_DIR
 
+pytestmark = pytest.mark.integration
+
 
 class Hook:
     """A webhook on 127.0.0.1 answering `status` (and counting the POSTs)."""

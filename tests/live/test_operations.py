@@ -24,7 +24,7 @@ from alphagen_core.sim.venues import SimVenues
 from alphagen_core.store import Store
 from alphagen_dagster.service import service, sim_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(600)]
 DAY = dt.date(2024, 12, 12)  # the sim day: crossovers in its first half hour
 START = dt.time(9, 33)
 
