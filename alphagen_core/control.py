@@ -38,5 +38,21 @@ def current_state(store: Store, mode: str, session_date: dt.date) -> ControlEven
     return ControlEvent(r["est_timestamp"], TradingState(r["state"]), r["reason"], r["source"])
 
 
+def state_history(store: Store, mode: str, session_date: dt.date) -> list[ControlEvent]:
+    """Every change for the session, in the order appended."""
+    rows = store.query(
+        """SELECT est_timestamp, state, reason, source FROM control_events
+           WHERE mode = ? AND session_date = ? ORDER BY written_at""",
+        [mode, session_date],
+    )
+    return [ControlEvent(r["est_timestamp"], TradingState(r["state"]), r["reason"], r["source"])
+            for r in rows.iter_rows(named=True)]
+
+
+def state_at(history: list[ControlEvent], at: dt.datetime) -> TradingState:
+    """The state in force at `at`: the last change appended among those made by then."""
+    return state_of(next((e for e in reversed(history) if e.est_timestamp <= at), None))
+
+
 def state_of(event: ControlEvent | None) -> TradingState:
     return TradingState.ACTIVE if event is None else event.state

@@ -29,7 +29,7 @@ import polars as pl
 import structlog
 
 from alphagen_core.calendar import Session
-from alphagen_core.control import current_state, set_state, state_of
+from alphagen_core.control import set_state, state_at, state_history, state_of
 from alphagen_core.engine import Engine, StepOutput, StrategyConfig
 from alphagen_core.gate import route
 from alphagen_core.interfaces import MarketDataClient
@@ -268,15 +268,17 @@ def _increment(store: Store, market: MarketDataClient, settings: Settings, sess:
         return result
     engine = Engine(sess.date, sess.close, StrategyConfig.from_settings(settings),
                     RecordedBroker(stored.events), session_open=sess.open, external_brackets=True)
+    history = state_history(store, mode, sess.date)
     for bar in stored.bars:  # restore: these minutes' rows are in the tables already
         if last is not None and bar.start <= last:
+            engine.trading_state = state_at(history, bar.end)  # as the minute was decided
             engine.on_slice(MinuteSlice(bar, stored.chain.get(bar.start, {})))
     # A minute processed late (its run queued behind another, or a restart) gets the chain as
     # it stands now: the freshest quotes at the moment its decision is made. Each minute's
     # chain is stored under that minute, so a restore feeds the engine the same slices; each
     # quote keeps the time its source gave it (quoted_at), and staleness is judged on that.
-    # The restored minutes were decided under the state of their time; new ones under today's.
-    engine.trading_state = state_of(current_state(store, mode, sess.date))
+    # New minutes are decided under the state now in force.
+    engine.trading_state = state_of(history[-1] if history else None)
     limit_hit_before = engine.loss_limit_hit
     run = SessionRun()
     chain_rows: list[dict[str, Any]] = []

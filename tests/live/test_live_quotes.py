@@ -12,11 +12,12 @@ import duckdb
 import pytest
 
 from alphagen_core.calendar import session
+from alphagen_core.control import set_state
 from alphagen_core.live_minute import run_minute_increment
-from alphagen_core.models import Bar, OptionQuote
+from alphagen_core.models import Bar, OptionQuote, TradingState
 from alphagen_core.settings import Settings
 from alphagen_core.store import TABLES, Store
-from tests.test_strategy_rules import DAY, MINUTE, UP, build, hm
+from tests.test_strategy_rules import DAY, MINUTE, UP, UP_DOWN, build, hm
 
 pytestmark = pytest.mark.unit
 
@@ -78,3 +79,20 @@ def test_a_file_from_before_quoted_at_takes_the_column_on_first_use(tmp_path):
         con.execute(old_ddl)
     store = Store(path)
     assert "quoted_at" in store.query("SELECT * FROM option_quotes LIMIT 0").columns
+
+
+def test_a_restored_minute_is_replayed_under_the_trading_state_of_its_time(tmp_path):
+    """Halted through the 09:40 crossover, resumed before the 09:41 one: the 09:41 run restores
+    09:40 as halted (no phantom entry left pending), so the bearish crossover trades."""
+    market = FrozenChainMarket(UP_DOWN, frozen_at=None)
+    store = Store(tmp_path / "live.duckdb")
+    settings = Settings(_env_file=None, alphagen_mode="paper")
+    opened = session(DAY).open
+    set_state(store, "paper", DAY, TradingState.HALTED, "test", "operator", opened)
+    for s in market.slices:
+        if hm(s.bar.start) == "09:41":
+            set_state(store, "paper", DAY, TradingState.ACTIVE, "test", "operator", s.bar.start + MINUTE / 2)
+        market.upto = s.bar.start
+        run_minute_increment(store, market, settings, session(DAY), s.bar.start, "run-1", wait_for_bar_s=0)
+    signals = store.query("SELECT signal_type, acted, drop_reason FROM signals ORDER BY est_timestamp")
+    assert signals.rows() == [("bullish", False, "halted"), ("bearish", True, None)]
