@@ -74,6 +74,12 @@ def heartbeat_alert(context: SensorEvaluationContext):
     for run in context.instance.get_runs(RunsFilter(job_name=session_job.name, tags={
             "alphagen/session_date": day, HEARTBEAT_LOST_TAG: "true"})):
         lost[run.run_id] = "the session sensor found its heartbeat stale and relaunched the job"
+    # or the run monitor found its process gone and failed it first (the session sensor then
+    # relaunched it without a tag, and the heartbeat file is already the new run's)
+    for run in context.instance.get_runs(RunsFilter(job_name=session_job.name, statuses=[DagsterRunStatus.FAILURE],
+                                                    tags={"alphagen/session_date": day})):
+        if run.run_id not in lost and _died(context.instance, run.run_id):
+            lost[run.run_id] = "its process vanished (the run monitor failed it); the session sensor relaunched the job"
     # or it is stale now, for a run that did not end normally: still "running" for Dagster,
     # or failed by dying (the run monitor noticed first). A run that failed by itself or was
     # stopped with the service is the run-failure sensor's business, not a lost heartbeat.
