@@ -21,13 +21,11 @@ from dagster import (
 )
 
 from alphagen_core import alerts
-from alphagen_core.calendar import live_session_at
 from alphagen_core.lease import HEARTBEAT_TIMEOUT_S, read_heartbeat
 from alphagen_core.settings import load_settings
-from alphagen_core.sim.clock import clock_from_settings
 from alphagen_dagster.jobs import session_job
 from alphagen_dagster.ops import session_dir
-from alphagen_dagster.sensors import ACTIVE, HEARTBEAT_LOST_TAG, _default_status
+from alphagen_dagster.sensors import ACTIVE, HEARTBEAT_LOST_TAG, _default_status, session_in_live_window
 
 TOKEN_CHECK_INTERVAL_S = 600
 # Dagster's message for a run whose process got SIGTERM/SIGINT: the service was stopped.
@@ -64,10 +62,9 @@ def run_failure_alert(context: RunFailureSensorContext) -> None:
         description="Alerts once per session run whose heartbeat stopped while it should be trading.")
 def heartbeat_alert(context: SensorEvaluationContext):
     settings = load_settings()
-    now = clock_from_settings(settings).now()
-    sess = live_session_at(now)
-    if sess is None:
-        return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+    sess = session_in_live_window(settings)
+    if isinstance(sess, SkipReason):
+        return sess
     day = sess.date.isoformat()
     lost: dict[str, str] = {}
     # the session sensor found it dead (and relaunched it)

@@ -90,20 +90,26 @@ def minute_sensor(context: SensorEvaluationContext):
     )
 
 
+def session_in_live_window(settings):
+    """The session whose live window the service's clock is in, or why the sensor skips."""
+    now = clock_from_settings(settings).now()
+    sess = live_session_at(now)
+    return sess if sess is not None else SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+
+
 @sensor(job=session_job, minimum_interval_seconds=1, default_status=_default_status(),
         description="Keeps exactly one session job alive per trading day; relaunches a dead one.")
 def session_sensor(context: SensorEvaluationContext):
     settings = load_settings()
-    now = clock_from_settings(settings).now()
-    sess = live_session_at(now)
-    if sess is None:
-        return SkipReason(f"outside the live window: {now:%a %Y-%m-%d %H:%M} ET")
+    sess = session_in_live_window(settings)
+    if isinstance(sess, SkipReason):
+        return sess
     day = sess.date.isoformat()
     runs = context.instance.get_runs(
         RunsFilter(job_name=session_job.name, tags={"alphagen/session_date": day}))
     if any(r.status is DagsterRunStatus.SUCCESS for r in runs):
         return SkipReason(f"the session job of {day} has finished")
-    if now >= sess.close:
+    if clock_from_settings(settings).now() >= sess.close:
         return SkipReason(f"the session of {day} is over")
     beat = read_heartbeat(session_dir(settings.alphagen_cache_dir), day)
     for run in runs:
