@@ -1,5 +1,5 @@
 """The service's alert sensors: a failed run, a lost session heartbeat, a Schwab refresh token
-close to its expiry. Each alert goes out once (alphagen_core.alerts: a dedupe key in the
+close to its expiry. Each alert goes out once (alphagen_core.operations.alerts: a dedupe key in the
 ledger; the run-failure sensor's own cursor also moves past every failure it saw), from the
 sensor's process, on a background thread: a webhook that is down costs a sensor tick nothing.
 
@@ -20,12 +20,17 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core import alerts
-from alphagen_core.lease import HEARTBEAT_TIMEOUT_S, read_heartbeat
-from alphagen_core.settings import load_settings
+from alphagen_core.application.lease import HEARTBEAT_TIMEOUT_S, read_heartbeat
+from alphagen_core.operations import alerts
+from alphagen_core.operations.settings import load_settings
 from alphagen_dagster.jobs import session_job
 from alphagen_dagster.ops import session_dir
-from alphagen_dagster.sensors import ACTIVE, HEARTBEAT_LOST_TAG, _default_status, session_in_live_window
+from alphagen_dagster.sensors import (
+    ACTIVE,
+    HEARTBEAT_LOST_TAG,
+    _default_status,
+    session_in_live_window,
+)
 
 TOKEN_CHECK_INTERVAL_S = 600
 # Dagster's message for a run whose process got SIGTERM/SIGINT: the service was stopped.

@@ -23,10 +23,8 @@ from dagster import (
 )
 
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
-from alphagen_core.calendar import is_trading_day, live_session_at, session
-from alphagen_core.chart import write_day_chart
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.replay import (
+from alphagen_core.application.chart import write_day_chart
+from alphagen_core.application.replay import (
     SessionRun,
     build_slices,
     equity_bar_rows,
@@ -34,13 +32,19 @@ from alphagen_core.replay import (
     run_session,
     tables_for,
 )
-from alphagen_core.sim.clock import Clock, clock_from_settings
-from alphagen_core.store import RowMeta, Store, is_disk_full
+from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
+from alphagen_core.domain.clock import Clock, clock_from_settings
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
 from alphagen_dagster import dbt_process, stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
-from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
+from alphagen_dagster.resources import (
+    FlatFilesResource,
+    SettingsResource,
+    StoreResource,
+)
 
 GROUP = "alphagen"
 TABLE_DEPS: dict[str, list[str]] = {  # how each table's rows are derived
@@ -106,7 +110,7 @@ def replay_tables(
     The run still fails in the end (the dbt step raises once the marts are built, so they
     match the days that landed); a full disk stops the range at once."""
     cfg = settings.get()
-    strategy = StrategyConfig.from_settings(cfg)
+    strategy = cfg.strategy_config()
     source = flatfiles.open(cfg)
     db = store.store()
     runs_dbt = _runs_dbt(context)

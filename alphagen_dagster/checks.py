@@ -6,9 +6,9 @@ import datetime as dt
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
-from alphagen_core.calendar import session
-from alphagen_core.indicators import MA_WINDOW
-from alphagen_core.replay import SessionRun
+from alphagen_core.application.replay import SessionRun
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.indicators import MA_WINDOW
 
 
 def _no_missing_minutes(day: dt.date, run: SessionRun, _: dt.timedelta) -> str | None:

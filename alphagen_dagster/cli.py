@@ -36,7 +36,7 @@ class _Commands(click.Group):
     """Errors a user can cause end in a short message naming the cause, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from alphagen_core.settings import SettingsError
+        from alphagen_core.operations.settings import SettingsError
         from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
 
@@ -51,7 +51,7 @@ def main() -> None:
     """Alpha-Gen: VWAP/MA9 crossover on 0DTE QQQ options, replayed and traded via Dagster."""
     if hasattr(sys.stdout, "reconfigure"):  # a killed command still shows what it said
         sys.stdout.reconfigure(line_buffering=True)
-    from alphagen_core.logs import configure_logging
+    from alphagen_core.operations.logs import configure_logging
 
     configure_logging()  # ALPHAGEN_LOG_FORMAT / ALPHAGEN_LOG_LEVEL: readable at a terminal, JSON otherwise
 
@@ -64,7 +64,7 @@ def main() -> None:
 @click.option("--full-size", is_flag=True, help="Pad the options file to 2M+ rows a day (benchmarks).")
 def sample(start: dt.date, end: dt.date, out: Path, seed: int, full_size: bool) -> None:
     """Write deterministic sample Polygon flat files for every trading day in a range."""
-    from alphagen_core.sample import generate
+    from alphagen_core.sim.sample import generate
 
     paths = generate(start, end, out, seed=seed, full_size=full_size, progress=click.echo)
     click.echo(f"wrote {len(paths)} files under {out}")
@@ -80,8 +80,8 @@ def replay(start: dt.date, end: dt.date | None, source: str | None) -> None:
 
 
 def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
-    from alphagen_core.calendar import NY
-    from alphagen_core.settings import load_settings
+    from alphagen_core.domain.calendar import NY
+    from alphagen_core.operations.settings import load_settings
     from alphagen_dagster.instance import dagster_home
 
     days = _days_to_replay(start, end, load_settings().alphagen_flatfiles_first_day, dt.datetime.now(NY).date())
@@ -97,7 +97,12 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     _start_dbt_worker()  # dbt's import and parse run on the other core from now on
     from alphagen_dagster.definitions import defs
-    from alphagen_dagster.instance import PROCESS_TAG, open_instance, release_dead_runs, this_process
+    from alphagen_dagster.instance import (
+        PROCESS_TAG,
+        open_instance,
+        release_dead_runs,
+        this_process,
+    )
 
     job = defs.resolve_job_def("replay")
     log_dir = home / "logs"
@@ -132,7 +137,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
 
 def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.date) -> list[dt.date]:
     """The sessions of [start, end], or a one-line error that says what is wrong."""
-    from alphagen_core.calendar import trading_days
+    from alphagen_core.domain.calendar import trading_days
 
     if end < start:
         raise click.ClickException(f"the range is reversed: --start {start} is after --end {end}")
@@ -228,7 +233,7 @@ def _wait_for_the_duckdb_slot(instance) -> None:
 
 
 def _start_dbt_worker() -> None:
-    from alphagen_core.settings import load_settings
+    from alphagen_core.operations.settings import load_settings
     from alphagen_dagster import dbt_process
 
     settings = load_settings()
@@ -312,8 +317,8 @@ def compare_table(day: dt.date) -> str:
 
 
 def _mart(sql: str, params: list | None = None):
-    from alphagen_core.settings import get_settings
-    from alphagen_core.store import Store
+    from alphagen_core.operations.settings import get_settings
+    from alphagen_core.persistence.store import Store
 
     missing = click.ClickException("no P/L marts yet: run `alphagen replay` or `alphagen demo` first")
     path = get_settings().alphagen_duckdb_path
@@ -338,7 +343,7 @@ def _cell(value: object) -> str:
 
 
 def stats_table(mode: str | None = None) -> str:
-    """performance_summary, one column per (mode, variant), one line per figure (SPEC §7)."""
+    """performance_summary, one column per (mode, variant), one line per figure."""
     frame = _mart("SELECT * FROM performance_summary" + (" WHERE mode = ?" if mode else "") + " ORDER BY mode, variant",
                   [mode] if mode else None)
     if frame.is_empty():
@@ -383,10 +388,15 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
 @click.option("--out", type=click.Path(path_type=Path), help="Default: ALPHAGEN_CHART_DIR/<date>.png")
 def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
     """Write the day's chart (QQQ, VWAP, MA9, entries and exits) as a PNG."""
-    from alphagen_core.chart import day_chart_png
-    from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus
-    from alphagen_core.settings import get_settings
-    from alphagen_core.store import Store
+    from alphagen_core.application.chart import day_chart_png
+    from alphagen_core.domain.models import (
+        Action,
+        Execution,
+        NormalizedTick,
+        OrderStatus,
+    )
+    from alphagen_core.operations.settings import get_settings
+    from alphagen_core.persistence.store import Store
 
     settings = get_settings()
     store = Store(settings.alphagen_duckdb_path)
@@ -417,7 +427,7 @@ def sim(day: dt.date, source: str | None, speed: float, start_time: str, polygon
         polygon_ws_port: int, schwab_port: int) -> None:
     """Serve the Polygon (REST, websocket) and Schwab (OAuth, trader, market data) stand-ins on
     127.0.0.1, replaying one day of flat files on an accelerated clock, until Ctrl-C."""
-    from alphagen_core.settings import get_settings
+    from alphagen_core.operations.settings import get_settings
     from alphagen_core.sim.venues import SimVenues
 
     settings = get_settings()
@@ -449,8 +459,8 @@ def sim(day: dt.date, source: str | None, speed: float, start_time: str, polygon
 def run(mode: str | None, host: str, port: int) -> None:
     """Start the live or paper service: the Dagster daemon (minute and session sensors) and
     the webserver on the project's workspace, until Ctrl-C."""
-    from alphagen_core.gate import route
-    from alphagen_core.settings import Mode, get_settings
+    from alphagen_core.application.gate import route
+    from alphagen_core.operations.settings import Mode, get_settings
     from alphagen_dagster.instance import dagster_home
     from alphagen_dagster.service import service
 
@@ -481,17 +491,17 @@ def _trading_mode(settings) -> str:
 
 
 def _control_command(state: str, summary: str):
-    """`alphagen halt|flatten|resume`: one append-only row in control_events (SPEC §6)."""
+    """`alphagen halt|flatten|resume`: one append-only row in control_events."""
 
     @click.option("--reason", default="operator command", show_default=True, help="Recorded with the change.")
     @click.option("--mode", type=click.Choice(["paper", "live"]), help="Default: ALPHAGEN_MODE if paper or live, else paper.")
     @click.option("--date", "day", callback=_date, help="The session (default: today's, on the service's clock).")
     def command(reason: str, mode: str | None, day: dt.date | None) -> None:
-        from alphagen_core.control import set_state
-        from alphagen_core.models import TradingState
-        from alphagen_core.settings import get_settings
-        from alphagen_core.sim.clock import clock_from_settings
-        from alphagen_core.store import Store
+        from alphagen_core.application.control import set_state
+        from alphagen_core.domain.clock import clock_from_settings
+        from alphagen_core.domain.models import TradingState
+        from alphagen_core.operations.settings import get_settings
+        from alphagen_core.persistence.store import Store
 
         settings = get_settings()
         now = clock_from_settings(settings).now()
@@ -547,7 +557,7 @@ def doctor(mode: str | None, min_free_gb: float) -> None:
 def schwab_login() -> None:
     """Sign in to Schwab once (OAuth in the browser); stores the token at SCHWAB_TOKEN_PATH (0600)."""
     from alphagen_core.adapters.schwab.auth import SchwabAuthError, login_from_settings
-    from alphagen_core.settings import get_settings
+    from alphagen_core.operations.settings import get_settings
 
     try:
         path = login_from_settings(get_settings())
@@ -561,8 +571,8 @@ def schwab_login() -> None:
 def demo(out: Path) -> None:
     """The embedded default: sample flat files for five sessions (one closes early), replayed
     through Dagster into DuckDB, dbt P/L, and the charts. No credentials, no network."""
-    from alphagen_core.sample import generate
-    from alphagen_core.settings import get_settings
+    from alphagen_core.operations.settings import get_settings
+    from alphagen_core.sim.sample import generate
 
     start, end = DEMO_DAYS
     click.echo(f"1/3 sample flat files {start} .. {end} -> {out}")

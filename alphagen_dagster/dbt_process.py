@@ -134,8 +134,8 @@ def _serve(target: str) -> int:
     args = dbt_args(Path(target))
     errors: list[str] = []
     started = time.perf_counter()
-    from dbt.cli.main import dbtRunner
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import msg_to_dict
 
     def on_parse_event(msg: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, colored_console_logger, in_process_executor
 
-from alphagen_core.logs import configure_logging
+from alphagen_core.operations.logs import configure_logging
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from alphagen_core.settings import Mode, Settings
+from alphagen_core.operations.settings import Mode, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,7 @@ class Context:
         return s.alphagen_data_provider == "schwab" or s.alphagen_broker == "schwab"
 
     def now(self) -> dt.datetime:
-        from alphagen_core.sim.clock import clock_from_settings
+        from alphagen_core.domain.clock import clock_from_settings
 
         return clock_from_settings(self.settings).now()
 
@@ -127,7 +127,7 @@ def _import_what_checks_use() -> None:
     import importlib
 
     for name in ("httpx", "websockets.sync.client", "dagster", "dagster._daemon.controller",
-                 "dagster._core.scheduler.instigation", "alphagen_core.store",
+                 "dagster._core.scheduler.instigation", "alphagen_core.persistence.store",
                  "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.auth",
                  "alphagen_core.adapters.schwab.execution", "alphagen_core.adapters.schwab.market_data",
                  "alphagen_core.adapters.schwab.ratelimit", "boto3", "botocore.config"):
@@ -177,7 +177,7 @@ def _pg_secrets() -> list[str]:
 
 
 def _route(settings: Settings):
-    from alphagen_core.gate import route
+    from alphagen_core.application.gate import route
 
     return route(settings)
 
@@ -188,7 +188,7 @@ def _route(settings: Settings):
 def check_settings(ctx: Context) -> tuple[Status, str]:
     """The live gate's route (an inconsistent combination is its GateError, naming the
     settings), and the credentials the chosen venues need."""
-    from alphagen_core.gate import GateError, is_loopback_url
+    from alphagen_core.application.gate import GateError, is_loopback_url
 
     s = ctx.settings
     try:
@@ -221,7 +221,11 @@ def check_token(ctx: Context) -> tuple[Status, str]:
     """The token file is there and its refresh token (7 days from the sign-in) has time left."""
     if not ctx.uses_schwab:
         return Status.SKIP, "Schwab is not used (broker paper, data polygon)"
-    from alphagen_core.adapters.schwab.auth import LOGIN_COMMAND, SchwabAuthError, TokenStore
+    from alphagen_core.adapters.schwab.auth import (
+        LOGIN_COMMAND,
+        SchwabAuthError,
+        TokenStore,
+    )
     from alphagen_core.adapters.schwab.config import REFRESH_TOKEN_LIFETIME_S
 
     try:
@@ -260,8 +264,8 @@ def _market_data_checks(ctx: Context) -> list[tuple[str, Callable[[Context], tup
 
 def _bars_session(now: dt.datetime):
     """Today's session once its first bar has closed, else the last one before today."""
-    from alphagen_core import calendar
-    from alphagen_core.models import MINUTE
+    from alphagen_core.domain import calendar
+    from alphagen_core.domain.models import MINUTE
 
     day = now.date()
     if calendar.is_trading_day(day) and now >= calendar.session(day).open + MINUTE:
@@ -288,7 +292,7 @@ def check_polygon_rest(ctx: Context) -> tuple[Status, str]:
     once the session is open, today's 0DTE chain with usable quotes."""
     from alphagen_core.adapters.polygon.config import PolygonConfig
     from alphagen_core.adapters.polygon.market_data import PolygonMarketData
-    from alphagen_core.sim.clock import clock_from_settings
+    from alphagen_core.domain.clock import clock_from_settings
 
     s = ctx.settings
     clock = clock_from_settings(s)
@@ -527,7 +531,7 @@ def check_disk(ctx: Context) -> tuple[Status, str]:
 def check_duckdb(ctx: Context) -> tuple[Status, str]:
     """The file opens for writing (so no other process holds it for long) and its folder takes
     a new file. The connection is closed at once; nothing is written to the tables."""
-    from alphagen_core.store import Store, StoreLockedError
+    from alphagen_core.persistence.store import Store, StoreLockedError
 
     path = Path(ctx.settings.alphagen_duckdb_path).resolve()
     folder = _existing(path.parent)  # the first write creates the missing folders
@@ -625,7 +629,7 @@ def format_report(results: list[CheckResult]) -> str:
 def command(mode: str | None, min_free_bytes: int, echo: Callable[[str], None]) -> int:
     """`alphagen doctor`: print one line per check and the outcome; 1 if any check failed.
     Settings that do not load are the one failed check (named variables, no traceback)."""
-    from alphagen_core.settings import SettingsError, load_settings
+    from alphagen_core.operations.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()

@@ -4,7 +4,7 @@ own process on a thread.
 
 Everything is read where it already is, and never from the DuckDB file (a scrape must not
 take the lock from the trader): the Dagster instance (daemon heartbeats, sensor ticks, the
-day's minute runs), the session job's heartbeat and its status file (alphagen_core.telemetry:
+day's minute runs), the session job's heartbeat and its status file (alphagen_core.operations.telemetry:
 orders, fills, rejections, realized P/L, trading state, broker reachability, latencies), and
 the Schwab token file's timestamp.
 
@@ -25,14 +25,19 @@ from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 
-from alphagen_core.calendar import live_session_at
-from alphagen_core.lease import read_heartbeat
-from alphagen_core.models import MINUTE
-from alphagen_core.settings import Settings
-from alphagen_core.sim.clock import clock_from_settings
-from alphagen_core.telemetry import read_session_status
+from alphagen_core.application.lease import read_heartbeat
+from alphagen_core.domain.calendar import live_session_at
+from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.domain.models import MINUTE
+from alphagen_core.operations.settings import Settings
+from alphagen_core.operations.telemetry import read_session_status
 from alphagen_dagster.instance import BAR_CLOSE_TAG
 
 log = structlog.get_logger(__name__)

@@ -64,7 +64,7 @@ def instance_template(storage: str | None = None) -> Path:
     default, dagster.yaml) or postgres (dagster.postgres.yaml; its connection from the
     ALPHAGEN_PG_* environment variables). An existing home keeps its own dagster.yaml."""
     if storage is None:
-        from alphagen_core.settings import load_settings
+        from alphagen_core.operations.settings import load_settings
 
         storage = load_settings().alphagen_dagster_storage
     return PROJECT_DIR / ("dagster.postgres.yaml" if storage == "postgres" else "dagster.yaml")

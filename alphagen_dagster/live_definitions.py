@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from alphagen_core.logs import configure_logging
-from alphagen_dagster.alert_sensors import heartbeat_alert, run_failure_alert, token_expiry_alert
+from alphagen_core.operations.logs import configure_logging
+from alphagen_dagster.alert_sensors import (
+    heartbeat_alert,
+    run_failure_alert,
+    token_expiry_alert,
+)
 from alphagen_dagster.jobs import control_job, minute_job, session_job
 from alphagen_dagster.premarket import premarket_check_job, premarket_check_sensor
 from alphagen_dagster.resources import default_resources

@@ -7,9 +7,15 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from dagster import AssetMaterialization, Config, Failure, MetadataValue, OpExecutionContext, op
+from dagster import (
+    AssetMaterialization,
+    Config,
+    Failure,
+    MetadataValue,
+    OpExecutionContext,
+    op,
+)
 
-from alphagen_core import alerts
 from alphagen_core.adapters.venues import (
     broker_quotes,
     execution_client,
@@ -18,16 +24,22 @@ from alphagen_core.adapters.venues import (
     session_market_data,
     streams,
 )
-from alphagen_core.gate import route
-from alphagen_core.calendar import session
-from alphagen_core.control import set_state
-from alphagen_core.lease import SessionAlreadyRunning, SessionLease
-from alphagen_core.live_minute import run_minute_increment, session_version
-from alphagen_core.live_session import SessionTrader
-from alphagen_core.logs import bind, configure_logging
-from alphagen_core.models import TradingState
-from alphagen_core.sim.clock import clock_from_settings
-from alphagen_core.telemetry import carried_counts, read_session_status, trader_status, write_session_status
+from alphagen_core.application.control import set_state
+from alphagen_core.application.gate import route
+from alphagen_core.application.lease import SessionAlreadyRunning, SessionLease
+from alphagen_core.application.live_minute import run_minute_increment, session_version
+from alphagen_core.application.live_session import SessionTrader
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.domain.models import TradingState
+from alphagen_core.operations import alerts
+from alphagen_core.operations.logs import bind, configure_logging
+from alphagen_core.operations.telemetry import (
+    carried_counts,
+    read_session_status,
+    trader_status,
+    write_session_status,
+)
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 HEARTBEAT_LOG_EVERY_S = 60.0

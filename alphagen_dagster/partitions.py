@@ -7,8 +7,8 @@ import datetime as dt
 
 from dagster import TimeWindowPartitionsDefinition
 
-from alphagen_core.calendar import NY, holidays_between
-from alphagen_core.settings import get_settings
+from alphagen_core.domain.calendar import NY, holidays_between
+from alphagen_core.operations.settings import get_settings
 
 # Holidays are computed (the `holidays` NYSE calendar), not listed: from the first partition to
 # two years past the day the definitions load, so a code location that stays up over a new

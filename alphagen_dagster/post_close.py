@@ -28,11 +28,11 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core import alerts
-from alphagen_core.calendar import previous_trading_day, session, trading_days
-from alphagen_core.gate import route
-from alphagen_core.settings import Mode, load_settings
-from alphagen_core.sim.clock import clock_from_settings
+from alphagen_core.application.gate import route
+from alphagen_core.domain.calendar import previous_trading_day, session, trading_days
+from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.operations import alerts
+from alphagen_core.operations.settings import Mode, load_settings
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.sensors import ACTIVE, _default_status

@@ -19,9 +19,9 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core.calendar import is_trading_day, session
-from alphagen_core.settings import load_settings
-from alphagen_core.sim.clock import clock_from_settings
+from alphagen_core.domain.calendar import is_trading_day, session
+from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.operations.settings import load_settings
 from alphagen_dagster.sensors import _default_status
 
 LEAD = dt.timedelta(minutes=30)

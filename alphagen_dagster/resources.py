@@ -1,4 +1,4 @@
-"""Resources configured from the same settings as everything else (SPEC §5)."""
+"""Resources configured from the same settings as everything else."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from alphagen_core.adapters.polygon.flatfiles import FlatFileSource, flatfile_source
-from alphagen_core.settings import Settings, get_settings, load_settings
-from alphagen_core.store import Store
+from alphagen_core.operations.settings import Settings, get_settings, load_settings
+from alphagen_core.persistence.store import Store
 
 
 class StoreResource(ConfigurableResource):
-    """The DuckDB file; every use opens a short-lived connection (see alphagen_core.store)."""
+    """The DuckDB file; every use opens a short-lived connection (see alphagen_core.persistence.store)."""
 
     path: str
 

@@ -19,11 +19,11 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core.calendar import live_session_at
-from alphagen_core.lease import read_heartbeat
-from alphagen_core.models import MINUTE
-from alphagen_core.settings import Mode, get_settings, load_settings
-from alphagen_core.sim.clock import clock_from_settings
+from alphagen_core.application.lease import read_heartbeat
+from alphagen_core.domain.calendar import live_session_at
+from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.domain.models import MINUTE
+from alphagen_core.operations.settings import Mode, get_settings, load_settings
 from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.jobs import minute_job, session_job
 from alphagen_dagster.ops import session_dir

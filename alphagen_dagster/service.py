@@ -32,7 +32,7 @@ OPS_SETTINGS = ("ALPHAGEN_HEALTH_", "ALPHAGEN_ALERT_", "ALPHAGEN_LOG_", "ALPHAGE
 
 def settings_from_env(env: dict[str, str]) -> Any:
     """The settings the service's processes will read from `env`."""
-    from alphagen_core.settings import Settings, load_settings
+    from alphagen_core.operations.settings import Settings, load_settings
 
     fields = Settings.model_fields
     return load_settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
@@ -162,8 +162,8 @@ def run_sim_session(day: dt.date, workdir: Path, *, source: str | None, speed: f
 def summarize(workdir: Path, venues: Any, env: dict[str, str]) -> dict[str, Any]:
     """What the broker received, what table 8 recorded, the P/L (dbt daily_pnl) and the
     latencies, all read back from the stand-in, DuckDB and the Dagster instance."""
-    from alphagen_core.store import Store
-    from alphagen_core.symbols import schwab_to_polygon
+    from alphagen_core.domain.symbols import schwab_to_polygon
+    from alphagen_core.persistence.store import Store
 
     clock = venues.clock
     store = Store(env["ALPHAGEN_DUCKDB_PATH"])
@@ -256,7 +256,7 @@ def _run_figures(home: str) -> dict[str, Any]:
 
 
 def _dbt_daily_pnl(env: dict[str, str]) -> list[dict[str, Any]]:
-    from alphagen_core.store import Store
+    from alphagen_core.persistence.store import Store
 
     subprocess.run([str(BIN / "dbt"), "build", "--quiet", "--select", "+daily_pnl"],
                    cwd=PROJECT_DIR / "dbt_pnl", env=env, check=True, stdout=subprocess.DEVNULL)

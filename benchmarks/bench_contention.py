@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alphagen_core.calendar import NY, trading_days  # noqa: E402
-from alphagen_core.store import RowMeta, Store  # noqa: E402
+from alphagen_core.domain.calendar import NY, trading_days  # noqa: E402
+from alphagen_core.persistence.store import RowMeta, Store  # noqa: E402
 from benchmarks.bench_year import flat_files  # noqa: E402
 from benchmarks.run import replay_env  # noqa: E402
 

@@ -42,7 +42,7 @@ def hwm_mb():  # this process's own peak RSS (VmHWM; ru_maxrss would carry the p
             return int(line.split()[1]) / 1024
 
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-from alphagen_core.calendar import session
+from alphagen_core.domain.calendar import session
 folder, cache, day, use_cache, repeat = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", int(sys.argv[5])
 s = session(dt.date.fromisoformat(day))
 base = hwm_mb()
@@ -120,7 +120,7 @@ def main() -> None:
         # In a subprocess, so that this process stays small (its children are measured).
         t = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", "import datetime as dt, sys; from pathlib import Path; from alphagen_core.sample import generate; "
+            [sys.executable, "-c", "import datetime as dt, sys; from pathlib import Path; from alphagen_core.sim.sample import generate; "
              "d = dt.date.fromisoformat(sys.argv[1]); generate(d, d, Path(sys.argv[2]), full_size=True)", args.date.isoformat(), str(folder)],
             check=True, cwd=ROOT,
         )

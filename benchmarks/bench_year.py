@@ -73,7 +73,7 @@ def flat_files(cache: Path, days: list[dt.date], full_size: bool) -> None:
     """Generate the days missing from `cache`; regenerate all if the generator's output changed
     (checked on the first day and the first early close: regenerated and compared bytes)."""
     from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-    from alphagen_core.calendar import session
+    from alphagen_core.domain.calendar import session
 
     def missing() -> list[dt.date]:
         return [d for d in days if not ((cache / stocks_key(d)).exists() and (cache / options_key(d)).exists())]
@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="copy the runs' outputs and logs here")
     args = parser.parse_args()
 
-    from alphagen_core.calendar import session, trading_days
+    from alphagen_core.domain.calendar import session, trading_days
 
     days = trading_days(*YEAR)
     assert len(days) == 252, len(days)
@@ -405,7 +405,7 @@ def report(args, days, cache, results, growth) -> None:
               f"{s['bars']} QQQ bars, {s['option_bars']} option bars, {s['orders']} orders")
     ours = year["ours"][0]
     prog = ours.get("progress") or []
-    from alphagen_core.calendar import session
+    from alphagen_core.domain.calendar import session
 
     early = [d for d in days if session(d).early_close]
     if early:

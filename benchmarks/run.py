@@ -37,10 +37,10 @@ _FULL_DAY_REPLAY = r"""
 import datetime as dt, sys, time
 from pathlib import Path
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-from alphagen_core.calendar import session
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.replay import build_slices, equity_bar_rows, option_quote_rows, run_session, tables_for
-from alphagen_core.store import RowMeta, Store
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.application.replay import build_slices, equity_bar_rows, option_quote_rows, run_session, tables_for
+from alphagen_core.persistence.store import RowMeta, Store
 folder, cache, db, day = sys.argv[1:5]
 s = session(dt.date.fromisoformat(day))
 t = time.perf_counter()
@@ -60,10 +60,16 @@ def median(xs: list[float]) -> float:
 
 def cached_day_replay(folder: Path, cache: Path, day: dt.date, runs: int) -> tuple[float, float]:
     from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-    from alphagen_core.calendar import session
-    from alphagen_core.engine import StrategyConfig
-    from alphagen_core.replay import build_slices, equity_bar_rows, option_quote_rows, run_session, tables_for
-    from alphagen_core.store import RowMeta, Store
+    from alphagen_core.application.replay import (
+        build_slices,
+        equity_bar_rows,
+        option_quote_rows,
+        run_session,
+        tables_for,
+    )
+    from alphagen_core.domain.calendar import session
+    from alphagen_core.domain.engine import StrategyConfig
+    from alphagen_core.persistence.store import RowMeta, Store
 
     s = session(day)
     store = Store(cache.parent / "cached.duckdb")
@@ -120,8 +126,8 @@ def dbt_build(db: Path, runs: int) -> float:
 
 
 def replay_only(runs: int, n_days: int) -> None:
-    from alphagen_core.calendar import trading_days
-    from alphagen_core.sample import generate
+    from alphagen_core.domain.calendar import trading_days
+    from alphagen_core.sim.sample import generate
 
     tmp = Path(tempfile.mkdtemp(prefix="alphagen-bench-"))
     try:
@@ -150,8 +156,8 @@ def main() -> None:
         return
 
     from alphagen_core.adapters.polygon.flatfiles import options_key
-    from alphagen_core.calendar import trading_days
-    from alphagen_core.sample import generate
+    from alphagen_core.domain.calendar import trading_days
+    from alphagen_core.sim.sample import generate
 
     tmp = Path(tempfile.mkdtemp(prefix="alphagen-bench-"))
     try:

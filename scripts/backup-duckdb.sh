@@ -14,8 +14,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from alphagen_core.settings import load_settings
-from alphagen_core.store import Store
+from alphagen_core.operations.settings import load_settings
+from alphagen_core.persistence.store import Store
 
 source = Path(load_settings().alphagen_duckdb_path).resolve()
 target = Path(sys.argv[1]).resolve() / f"alphagen-{dt.datetime.now():%Y%m%dT%H%M%S}"

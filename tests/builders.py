@@ -5,10 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from alphagen_core.adapters.paper.execution import PaperBroker
-from alphagen_core.engine import Engine, StepOutput, StrategyConfig
-from alphagen_core.models import Bar, MinuteSlice, OptionContract, OptionQuote, Right
-from alphagen_core.symbols import to_polygon
+from alphagen_core.domain.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.domain.fills import PaperBroker
+from alphagen_core.domain.models import (
+    Bar,
+    MinuteSlice,
+    OptionContract,
+    OptionQuote,
+    Right,
+)
+from alphagen_core.domain.symbols import to_polygon
 
 NY = ZoneInfo("America/New_York")
 HALF_SPREAD = 0.05

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alphagen_core import calendar
-from alphagen_core.calendar import (
+from alphagen_core.domain import calendar
+from alphagen_core.domain.calendar import (
     NY,
     NotATradingDay,
     Session,

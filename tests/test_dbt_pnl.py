@@ -1,5 +1,5 @@
 """dbt_pnl end to end: real `dbt build` (the venv's dbt executable) on a real DuckDB file
-written through alphagen_core.store, then the marts read back and checked against figures
+written through alphagen_core.persistence.store, then the marts read back and checked against figures
 computed by hand.
 
 Scenarios (one `dbt build` each):
@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from alphagen_core.store import RowMeta, Store
+from alphagen_core.persistence.store import RowMeta, Store
 from tests.processes import venv_bin
 
 pytestmark = pytest.mark.integration

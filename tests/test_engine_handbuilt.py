@@ -35,9 +35,9 @@ import datetime as dt
 
 import pytest
 
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.models import Action, MinuteSlice, OrderStatus
-from alphagen_core.risk import RiskConfig
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.domain.models import Action, MinuteSlice, OrderStatus
+from alphagen_core.domain.risk import RiskConfig
 from tests.builders import at, chain, flat_bar, make_engine, option_symbol, run_engine
 
 pytestmark = pytest.mark.unit

@@ -22,15 +22,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alphagen_core.adapters.paper.execution import PaperBroker
-from alphagen_core.calendar import session
-from alphagen_core.engine import Engine, StepOutput, StrategyConfig
-from alphagen_core.models import MINUTE, Action, Bar, MinuteSlice, OptionQuote, OrderStatus
-from alphagen_core.risk import RiskConfig
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.domain.fills import PaperBroker
+from alphagen_core.domain.models import (
+    MINUTE,
+    Action,
+    Bar,
+    MinuteSlice,
+    OptionQuote,
+    OrderStatus,
+)
+from alphagen_core.domain.risk import RiskConfig
 from tests.builders import HALF_SPREAD, chain
 
 pytestmark = pytest.mark.unit

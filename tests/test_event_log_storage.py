@@ -17,8 +17,8 @@ from dagster import (
     AssetMaterialization,
     BackfillPolicy,
     DagsterEventType,
-    DailyPartitionsDefinition,
     DagsterInstance,
+    DailyPartitionsDefinition,
     Definitions,
     MaterializeResult,
     MetadataValue,
@@ -26,8 +26,15 @@ from dagster import (
     asset,
     define_asset_job,
 )
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
-from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, EngineEventData, StepMaterializationData
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
+from dagster._core.events import (
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    EngineEventData,
+    StepMaterializationData,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import EventRecordsFilter

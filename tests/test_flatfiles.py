@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from moto.server import ThreadedMotoServer
 
-from alphagen_core import sample
 from alphagen_core.adapters.polygon.flatfiles import (
     REJECTION_KINDS,
     DayData,
@@ -27,7 +26,8 @@ from alphagen_core.adapters.polygon.flatfiles import (
     options_key,
     stocks_key,
 )
-from alphagen_core.calendar import next_trading_day, session
+from alphagen_core.domain.calendar import next_trading_day, session
+from alphagen_core.sim import sample
 
 DAYS = (dt.date(2024, 2, 12), dt.date(2024, 2, 13))
 EARLY = dt.date(2024, 11, 29)

@@ -10,9 +10,9 @@ import pytest
 
 from alphagen_core.adapters.paper.execution import PaperExecution
 from alphagen_core.adapters.venues import execution_client
-from alphagen_core.gate import GateError, Route, route
-from alphagen_core.settings import LIVE_CONFIRMATION_PHRASE, Mode, Settings
-from alphagen_core.sim.clock import WallClock
+from alphagen_core.application.gate import GateError, Route, route
+from alphagen_core.domain.clock import WallClock
+from alphagen_core.operations.settings import LIVE_CONFIRMATION_PHRASE, Mode, Settings
 
 REAL, STANDIN = "https://api.schwabapi.com", "http://127.0.0.1:9"
 MODES, BROKERS, PAPER = list(Mode), ["paper", "schwab"], [True, False]

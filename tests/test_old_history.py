@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from alphagen_core import sample
 from alphagen_core.adapters.polygon.flatfiles import DayData, LocalFlatFiles, load_day
-from alphagen_core.calendar import session
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.models import Action, OrderStatus
-from alphagen_core.replay import SessionRun, build_slices, run_session
+from alphagen_core.application.replay import SessionRun, build_slices, run_session
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.domain.models import Action, OrderStatus
+from alphagen_core.sim import sample
 
 pytestmark = pytest.mark.unit
 

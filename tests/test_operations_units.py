@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from alphagen_core.alerts import Alerter
-from alphagen_core.calendar import NY
+from alphagen_core.domain.calendar import NY
+from alphagen_core.operations.alerts import Alerter
 from alphagen_dagster.instance import PROJECT_DIR
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def test_an_alert_goes_out_once_across_processes_and_alerters(tmp_path):
     assert first.send("halt:paper:2024-12-12:x", "halt", "Trading halted", reason="position_mismatch")
     assert not first.send("halt:paper:2024-12-12:x", "halt", "Trading halted")
     # another process with the same ledger (the session job restarted, a sensor)
-    code = ("from alphagen_core.alerts import Alerter; import sys; "
+    code = ("from alphagen_core.operations.alerts import Alerter; import sys; "
             f"sys.exit(0 if Alerter({hook.url!r}, {str(ledger)!r}).send('halt:paper:2024-12-12:x', 'halt', 't') "
             "else 3)")
     assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR).returncode == 3
@@ -89,10 +89,10 @@ def test_a_webhook_that_is_down_never_blocks_and_is_retried_a_bounded_number_of_
 def test_secrets_are_masked_by_one_redactor_in_json_log_lines(tmp_path):
     code = """
 import logging, structlog
-from alphagen_core.logs import configure_logging, bind
+from alphagen_core.operations.logs import configure_logging, bind
 from alphagen_core.adapters.polygon.config import redacting_logger
 from alphagen_core.adapters.schwab.auth import REDACTOR as schwab_redactor, install_log_redaction
-from alphagen_core.redaction import REDACTOR
+from alphagen_core.operations.redaction import REDACTOR
 assert schwab_redactor is REDACTOR
 configure_logging("json")
 bind(run_id="run-1", session_date="2024-12-12", mode="paper")
@@ -150,7 +150,7 @@ def test_the_marts_are_built_once_the_session_has_ended_and_for_missed_days(tmp_
 def test_a_refresh_token_close_to_expiry_is_alerted_once(tmp_path, monkeypatch):
     from dagster import build_sensor_context
 
-    from alphagen_core import alerts
+    from alphagen_core.operations import alerts
     from alphagen_dagster.alert_sensors import token_expiry_alert
 
     hook = Hook()

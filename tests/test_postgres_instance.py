@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterRunStatus, SensorResult, build_sensor_context
 
-from alphagen_core.sample import generate
+from alphagen_core.persistence.store import Store
+from alphagen_core.sim.sample import generate
 from alphagen_core.sim.venues import SimVenues
-from alphagen_core.store import Store
 from alphagen_dagster.instance import PROJECT_DIR, open_instance, storage_kind
 from tests.postgres import PASSWORD, start_postgres
 
@@ -67,7 +67,7 @@ def test_replay_and_a_live_minute_on_a_postgres_instance(postgres, tmp_path, mon
         cur.execute("SELECT count(*) FROM event_logs WHERE asset_key IS NOT NULL")
         assert cur.fetchone()[0] > 0
 
-    from alphagen_core.settings import load_settings
+    from alphagen_core.operations.settings import load_settings
     from alphagen_dagster.doctor import Context, Status, check_instance
 
     status, detail = check_instance(Context(load_settings(_env_file=None), home))

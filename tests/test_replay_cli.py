@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.sample import generate
+from alphagen_core.sim.sample import generate
 from tests.processes import clean_environ, venv_bin
 
 pytestmark = pytest.mark.e2e

@@ -13,13 +13,17 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.calendar import NY
-from alphagen_core.sample import generate
-from alphagen_core.store import META_COLUMNS, TABLES, RowMeta, Store
+from alphagen_core.domain.calendar import NY
+from alphagen_core.persistence.store import META_COLUMNS, TABLES, RowMeta, Store
+from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models
 from alphagen_dagster.jobs import replay_job
-from alphagen_dagster.resources import FlatFilesResource, SettingsResource, StoreResource
+from alphagen_dagster.resources import (
+    FlatFilesResource,
+    SettingsResource,
+    StoreResource,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +260,7 @@ def _locked_for_another_process(db: Path) -> bool:
 def test_a_replay_holds_the_duckdb_file_between_days_only_outside_a_live_window(tmp_path, clock_at, held):
     import contextlib
 
-    from alphagen_core.sim.clock import SimClock
+    from alphagen_core.domain.clock import SimClock
     from alphagen_dagster.assets import _OnFirstWrite
 
     db = Store(tmp_path / "alphagen.duckdb")

@@ -13,10 +13,19 @@ from dataclasses import replace
 
 import pytest
 
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.models import Action, SignalType
-from alphagen_core.risk import RiskConfig
-from tests.test_strategy_rules import ENTRY_PRICES, UP, build, engine_for, fills, hm, merged, run
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.domain.models import Action, SignalType
+from alphagen_core.domain.risk import RiskConfig
+from tests.test_strategy_rules import (
+    ENTRY_PRICES,
+    UP,
+    build,
+    engine_for,
+    fills,
+    hm,
+    merged,
+    run,
+)
 
 pytestmark = pytest.mark.unit
 

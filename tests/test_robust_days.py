@@ -13,11 +13,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day, options_key, stocks_key
-from alphagen_core.calendar import NY, session
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.replay import build_slices, run_session
-from alphagen_core.sample import generate
+from alphagen_core.adapters.polygon.flatfiles import (
+    LocalFlatFiles,
+    load_day,
+    options_key,
+    stocks_key,
+)
+from alphagen_core.application.replay import build_slices, run_session
+from alphagen_core.domain.calendar import NY, session
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.sim.sample import generate
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from alphagen_core import sample
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.calendar import NY, next_trading_day, session, sessions
+from alphagen_core.domain.calendar import NY, next_trading_day, session, sessions
+from alphagen_core.sim import sample
 
 pytestmark = pytest.mark.unit
 

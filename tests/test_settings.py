@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from alphagen_core.settings import (
+from alphagen_core.operations.settings import (
     LIVE_CONFIRMATION_PHRASE,
     Mode,
     Settings,

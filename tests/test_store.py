@@ -23,8 +23,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from alphagen_core.models import BrokerPosition
-from alphagen_core.store import META_COLUMNS, TABLES, RowMeta, Store, StoreLockedError
+from alphagen_core.domain.models import BrokerPosition
+from alphagen_core.persistence.store import (
+    META_COLUMNS,
+    TABLES,
+    RowMeta,
+    Store,
+    StoreLockedError,
+)
 from tests.builders import at, make_engine
 from tests.test_engine_handbuilt import CONFIG, DAY, slices
 
@@ -246,8 +252,8 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     from zoneinfo import ZoneInfo
     import duckdb
-    import alphagen_core.store as store_module
-    from alphagen_core.store import RowMeta, Store
+    import alphagen_core.persistence.store as store_module
+    from alphagen_core.persistence.store import RowMeta, Store
 
     path, who, batches, per, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     conflicts = 0
@@ -479,7 +485,7 @@ def test_no_sql_changes_or_removes_rows():
     files = project_files()
     assert any(p.name == "store.py" for p in files) and any(p.suffix == ".sql" for p in files)
     # the store's own statements are seen by the scanner
-    store_sql = [t for t in python_strings((REPO / "alphagen_core/store.py").read_text()) if SQL_STATEMENT.match(t)]
+    store_sql = [t for t in python_strings((REPO / "alphagen_core/persistence/store.py").read_text()) if SQL_STATEMENT.match(t)]
     assert any(t.startswith("INSERT INTO {} BY NAME") for t in store_sql)
     found = [v for p in files for v in violations(str(p.relative_to(REPO)), p.read_text())]
     assert found == []

@@ -1,6 +1,6 @@
 """One test per rule of SPEC §1 (and the bad-input rules of §4 the engine applies).
 
-Sessions are real NYSE sessions from alphagen_core.calendar: 2024-02-12 (a Monday, 09:30 to
+Sessions are real NYSE sessions from alphagen_core.domain.calendar: 2024-02-12 (a Monday, 09:30 to
 16:00) and 2024-11-29 (the day after Thanksgiving, an early close at 13:00). Bars start at the
 open and are flat (o = h = l = c, volume 1000, no `vw`) unless a test says otherwise, so VWAP
 is the running mean of the closes and MA9 the mean of the last nine. Option data are minute
@@ -25,11 +25,11 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from alphagen_core.adapters.paper.execution import PaperBroker
-from alphagen_core.calendar import session
-from alphagen_core.engine import Engine, StepOutput, StrategyConfig
-from alphagen_core.indicators import BAR_VWAP, TYPICAL_PRICE, with_indicators
-from alphagen_core.models import (
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.domain.fills import PaperBroker
+from alphagen_core.domain.indicators import BAR_VWAP, TYPICAL_PRICE, with_indicators
+from alphagen_core.domain.models import (
     MINUTE,
     Action,
     Bar,
@@ -40,9 +40,9 @@ from alphagen_core.models import (
     Right,
     SignalType,
 )
-from alphagen_core.risk import RiskConfig, round_trip_pnl
-from alphagen_core.strategy import select_contract
-from alphagen_core.symbols import to_polygon
+from alphagen_core.domain.risk import RiskConfig, round_trip_pnl
+from alphagen_core.domain.strategy import select_contract
+from alphagen_core.domain.symbols import to_polygon
 from tests.builders import at, chain, flat_bar, option_symbol
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphagen_core.models import OptionContract, Right
-from alphagen_core.symbols import (
+from alphagen_core.domain.models import OptionContract, Right
+from alphagen_core.domain.symbols import (
     OptionSymbolError,
     parse_polygon,
     parse_schwab,

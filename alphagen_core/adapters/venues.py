@@ -1,6 +1,6 @@
 """Which market data and which broker the live service uses, from settings. The route (paper
 fill model, the Schwab stand-in, or real Schwab orders) is the live gate's decision
-(`alphagen_core.gate.route`, SPEC §4); an inconsistent combination raises GateError here.
+(`alphagen_core.application.gate.route`); an inconsistent combination raises GateError here.
 """
 
 from __future__ import annotations
@@ -10,11 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alphagen_core.gate import route
-from alphagen_core.interfaces import ExecutionClient, MarketDataClient
-from alphagen_core.settings import Settings
-from alphagen_core.sim.clock import Clock
-from alphagen_core.streaming import BarSpool, SpooledMarketData, StreamedMarketData
+from alphagen_core.application.gate import route
+from alphagen_core.application.interfaces import ExecutionClient, MarketDataClient
+from alphagen_core.application.streaming import (
+    BarSpool,
+    SpooledMarketData,
+    StreamedMarketData,
+)
+from alphagen_core.domain.clock import Clock
+from alphagen_core.operations.settings import Settings
 
 
 def market_data_client(settings: Settings) -> MarketDataClient:
@@ -77,7 +81,10 @@ def session_market_data(settings: Settings, quotes: MarketDataClient, clock: Clo
         yield quotes
         return
     from alphagen_core.adapters.polygon.config import PolygonConfig
-    from alphagen_core.adapters.polygon.market_data import PolygonMarketData, PolygonStream
+    from alphagen_core.adapters.polygon.market_data import (
+        PolygonMarketData,
+        PolygonStream,
+    )
 
     config = PolygonConfig.from_settings(settings)
     with PolygonMarketData(config, clock=clock) as rest_bars:

@@ -1,6 +1,6 @@
-"""Simulation: the shared sim clock, fault switches, and local stand-ins for the venues.
+"""Local stand-ins for the venues (Polygon, Schwab), their fault switches and the sim days.
 
-``from alphagen_core.sim import SimClock`` is cheap; the stand-in (websockets, polars) is
+``from alphagen_core.sim import Faults`` is cheap; the stand-in (websockets, polars) is
 imported only when ``PolygonStandIn`` is first used.
 """
 
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from alphagen_core.sim.clock import Clock, SimClock, WallClock, clock_from_env
 from alphagen_core.sim.faults import Faults
 
-__all__ = ["Clock", "Faults", "PolygonStandIn", "SimClock", "WallClock", "clock_from_env"]
+__all__ = ["Faults", "PolygonStandIn"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 the usual crossovers, and which then settles, so that a short simulated session (the first
 half hour and a little) has seen every order the whole day will ever produce.
 
-From the sample generator's day (alphagen_core.sample) it changes only QQQ and its 0DTE
+From the sample generator's day (alphagen_core.sim.sample) it changes only QQQ and its 0DTE
 chain:
 - every 0DTE option minute is flat (open = high = low = close): the stand-in broker quotes
   each minute's open, so a stop or target inside a minute would be seen by a replay's fill
@@ -20,9 +20,9 @@ from pathlib import Path
 import polars as pl
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.calendar import NY
-from alphagen_core.indicators import SessionIndicators
-from alphagen_core.sample import _write_csv_gz, day_frames, option_ticker
+from alphagen_core.domain.calendar import NY
+from alphagen_core.domain.indicators import SessionIndicators
+from alphagen_core.sim.sample import _write_csv_gz, day_frames, option_ticker
 
 SETTLE = dt.time(10, 0)
 SETTLED_OPTION_FACTOR = 0.1

@@ -69,8 +69,8 @@ from pydantic import SecretStr
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from alphagen_core.redaction import REDACTOR, redacting_logger
-from alphagen_core.sim.clock import NY, Clock, SimClock
+from alphagen_core.domain.clock import NY, Clock, SimClock
+from alphagen_core.operations.redaction import REDACTOR, redacting_logger
 from alphagen_core.sim.faults import SERVER_ERRORS, Faults
 
 log = logging.getLogger(__name__)
@@ -285,8 +285,8 @@ class _DayStore:
     def _load(self, date: dt.date) -> _Day | None:
         if self._source is None:
             return None
-        from alphagen_core import calendar
         from alphagen_core.adapters.polygon import flatfiles
+        from alphagen_core.domain import calendar
 
         if not calendar.is_trading_day(date):
             return None
@@ -799,7 +799,7 @@ class PolygonStandIn:
         """``/v1/marketstatus/now`` on the sim clock: ``market`` is ``open`` in the regular
         session, ``extended-hours`` from 04:00 to the open and from the close to 20:00 of a
         trading day, else ``closed``; ``serverTime`` in whole seconds, New York time."""
-        from alphagen_core.calendar import is_trading_day, session
+        from alphagen_core.domain.calendar import is_trading_day, session
 
         now = self.clock.now().astimezone(NY).replace(microsecond=0)
         market = "closed"

@@ -64,7 +64,7 @@ next matching requests (checked before the random ones), for tests that need one
 sequence: kinds "5xx", "throttle", "timeout", "drop_response_timeout", "drop_response_5xx"
 (the last two only on POST .../orders).
 
-Time comes from `clock.now()` (tz-aware; `alphagen_core.sim.clock`), so token ages, order
+Time comes from `clock.now()` (tz-aware; `alphagen_core.domain.clock`), so token ages, order
 times and the rate-limit window follow a simulated session. Tests read `.orders`,
 `.requests`, `.stats` and `max_requests_in_window()`.
 """
@@ -88,14 +88,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from alphagen_core.models import OptionContract, OptionQuote
-from alphagen_core.sim.clock import NY, WallClock
-from alphagen_core.sim.faults import NO_FAULTS, SERVER_ERRORS, Faults
-from alphagen_core.symbols import (
+from alphagen_core.domain.clock import NY, WallClock
+from alphagen_core.domain.fills import marketable_price
+from alphagen_core.domain.models import OptionContract, OptionQuote
+from alphagen_core.domain.symbols import (
     OptionSymbolError,
     parse_schwab,
     polygon_to_schwab,
 )
+from alphagen_core.sim.faults import NO_FAULTS, SERVER_ERRORS, Faults
 
 UPSTREAM = "https://api.schwabapi.com"
 DEFAULT_RATE_LIMIT = 120
@@ -1086,15 +1087,9 @@ class SchwabStandIn:
         if quote is None:
             return
         sell = order.instruction.startswith("SELL")
-        price = quote.bid if sell else quote.ask
-        if price <= 0:
+        price = marketable_price(sell, quote.bid, quote.ask, order.price if order.order_type == "LIMIT" else None)
+        if price is None:
             return
-        if order.order_type == "LIMIT":
-            assert order.price is not None
-            if sell and not quote.bid >= order.price - 1e-9:
-                return
-            if not sell and not quote.ask <= order.price + 1e-9:
-                return
         remaining = order.remaining_quantity
         quantity = remaining
         if remaining > 1 and self._fill_rng.random() < self.faults.partial_fill_rate:

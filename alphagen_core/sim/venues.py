@@ -15,9 +15,9 @@ import httpx
 from pydantic import SecretStr
 
 from alphagen_core.adapters.polygon.flatfiles import flatfile_source, load_day
-from alphagen_core.calendar import session
-from alphagen_core.replay import quotes_by_minute
-from alphagen_core.sim.clock import SimClock
+from alphagen_core.application.replay import quotes_by_minute
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.clock import SimClock
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.polygon_server import OPEN_ONLY, PolygonStandIn
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabStandIn

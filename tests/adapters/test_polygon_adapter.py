@@ -18,11 +18,19 @@ from alphagen_core.adapters.polygon.market_data import (
     PolygonMarketData,
     PolygonStream,
 )
-from alphagen_core.models import MINUTE, Bar, OptionQuote, Right
-from alphagen_core.settings import load_settings
-from alphagen_core.sim import Faults, SimClock
+from alphagen_core.domain.clock import SimClock
+from alphagen_core.domain.models import MINUTE, Bar, OptionQuote, Right
+from alphagen_core.operations.settings import load_settings
+from alphagen_core.sim import Faults
 from alphagen_core.sim.polygon_server import PolygonStandIn
-from tests.adapters.test_polygon_standin import DAY, FROZEN, at, equity_rows, sample_day, zero_dte_symbols
+from tests.adapters.test_polygon_standin import (
+    DAY,
+    FROZEN,
+    at,
+    equity_rows,
+    sample_day,
+    zero_dte_symbols,
+)
 
 pytestmark = pytest.mark.integration
 

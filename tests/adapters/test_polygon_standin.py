@@ -22,11 +22,18 @@ from massive.exceptions import AuthError, BadResponse
 from massive.websocket.models import EquityAgg, EquityQuote
 
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-from alphagen_core.calendar import NY, session
-from alphagen_core.sample import generate
-from alphagen_core.sim import Faults, SimClock, WallClock
-from alphagen_core.sim.clock import ENV_EPOCH, ENV_SPEED, ENV_START, clock_from_env
+from alphagen_core.domain.calendar import NY, session
+from alphagen_core.domain.clock import (
+    ENV_EPOCH,
+    ENV_SPEED,
+    ENV_START,
+    SimClock,
+    WallClock,
+    clock_from_env,
+)
+from alphagen_core.sim import Faults
 from alphagen_core.sim.polygon_server import PolygonStandIn
+from alphagen_core.sim.sample import generate
 
 pytestmark = pytest.mark.integration
 

@@ -40,12 +40,12 @@ from alphagen_core.adapters.schwab import (
 from alphagen_core.adapters.schwab.auth import write_private_file
 from alphagen_core.adapters.schwab.execution import format_price
 from alphagen_core.adapters.schwab.ratelimit import RetryPolicy
-from alphagen_core.models import Action, BrokerPosition, OrderRequest
-from alphagen_core.settings import LIVE_CONFIRMATION_PHRASE, Settings
-from alphagen_core.sim.clock import NY
+from alphagen_core.domain.clock import NY
+from alphagen_core.domain.models import Action, BrokerPosition, OrderRequest
+from alphagen_core.domain.symbols import schwab_to_polygon
+from alphagen_core.operations.settings import LIVE_CONFIRMATION_PHRASE, Settings
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabFaults, SchwabStandIn
-from alphagen_core.symbols import schwab_to_polygon
 from tests.adapters.test_schwab_standin import (
     ACCOUNT,
     APP_KEY,

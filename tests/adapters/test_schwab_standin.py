@@ -17,7 +17,7 @@ import httpx
 import pytest
 from schwab.utils import Utils
 
-from alphagen_core.sim.clock import NY
+from alphagen_core.domain.clock import NY
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.schwab_server import QuoteBook, SchwabFaults, SchwabStandIn
 

@@ -11,10 +11,10 @@ import pytest
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
 from alphagen_core.adapters.schwab.auth import SchwabSession
 from alphagen_core.adapters.schwab.execution import SchwabExecution
-from alphagen_core.calendar import session
-from alphagen_core.models import Action, OrderRequest
-from alphagen_core.replay import quotes_by_minute
-from alphagen_core.sample import generate
+from alphagen_core.application.replay import quotes_by_minute
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.models import Action, OrderRequest
+from alphagen_core.sim.sample import generate
 from alphagen_core.sim.venues import SimVenues
 from tests.adapters.test_schwab_adapter import config_for, follow_login
 

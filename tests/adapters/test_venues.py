@@ -7,7 +7,7 @@ import pytest
 from alphagen_core.adapters.polygon.market_data import PolygonMarketData
 from alphagen_core.adapters.schwab.auth import SchwabAuthError
 from alphagen_core.adapters.venues import market_data_client
-from alphagen_core.settings import Settings
+from alphagen_core.operations.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from alphagen_core.models import BALANCE_SYMBOLS
-from alphagen_core.risk import naked_margin_per_contract
-from alphagen_core.symbols import parse_polygon, polygon_to_schwab
+from alphagen_core.domain.models import BALANCE_SYMBOLS
+from alphagen_core.domain.risk import naked_margin_per_contract
+from alphagen_core.domain.symbols import parse_polygon, polygon_to_schwab
 from tests.adapters.test_schwab_standin import SkippingClock, make_standin
 from tests.live.test_control import _schwab_trader
 from tests.live.test_session_trader import SYMBOL, decided_entry

@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from alphagen_core.alerts import Alerter
-from alphagen_core.calendar import NY
-from alphagen_core.control import current_state, set_state
-from alphagen_core.engine import StrategyConfig
-from alphagen_core.live_session import TraderTimings
-from alphagen_core.models import Action, TradeIntent, TradingState
-from alphagen_core.sim.clock import SimClock
-from alphagen_core.store import RowMeta
-from alphagen_core.live_minute import session_version
+from alphagen_core.application.control import current_state, set_state
+from alphagen_core.application.live_minute import session_version
+from alphagen_core.application.live_session import TraderTimings
+from alphagen_core.domain.calendar import NY
+from alphagen_core.domain.clock import SimClock
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.domain.models import Action, TradeIntent, TradingState
+from alphagen_core.operations.alerts import Alerter
+from alphagen_core.persistence.store import RowMeta
 from tests.live.test_session_trader import DAY, SYMBOL, FixedQuotes, decided_entry, make
 from tests.test_operations_units import Hook
 from tests.test_strategy_rules import ENTRY_PRICES, UP, build, engine_for, merged, run
@@ -113,10 +113,10 @@ def test_the_engine_opens_nothing_while_halted():
 
 def _schwab_trader(tmp_path, standin, clock, **settings):
     from alphagen_core.adapters.schwab import SchwabExecution
-    from alphagen_core.live_session import SessionTrader
-    from alphagen_core.settings import Settings
-    from alphagen_core.store import Store
-    from alphagen_core.calendar import session
+    from alphagen_core.application.live_session import SessionTrader
+    from alphagen_core.domain.calendar import session
+    from alphagen_core.operations.settings import Settings
+    from alphagen_core.persistence.store import Store
     from tests.adapters.test_schwab_adapter import signed_in
 
     _, schwab = signed_in(standin, tmp_path, clock)

@@ -18,8 +18,8 @@ import structlog.testing
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
 from alphagen_core.adapters.schwab.auth import write_private_file
-from alphagen_core.calendar import NY
-from alphagen_core.settings import load_settings
+from alphagen_core.domain.calendar import NY
+from alphagen_core.operations.settings import load_settings
 from alphagen_core.sim.days import write_sim_day
 from alphagen_core.sim.venues import SimVenues
 from alphagen_dagster.doctor import LIVE_SENSORS, Status, offset_bounds, run_checks

@@ -11,12 +11,12 @@ from dataclasses import replace
 import duckdb
 import pytest
 
-from alphagen_core.calendar import session
-from alphagen_core.control import set_state
-from alphagen_core.live_minute import run_minute_increment
-from alphagen_core.models import Bar, OptionQuote, TradingState
-from alphagen_core.settings import Settings
-from alphagen_core.store import TABLES, Store
+from alphagen_core.application.control import set_state
+from alphagen_core.application.live_minute import run_minute_increment
+from alphagen_core.domain.calendar import session
+from alphagen_core.domain.models import Bar, OptionQuote, TradingState
+from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.store import TABLES, Store
 from tests.test_strategy_rules import DAY, MINUTE, UP, UP_DOWN, build, hm
 
 pytestmark = pytest.mark.unit

@@ -6,9 +6,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    DagsterInstance,
+    RunRequest,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
-from alphagen_core.calendar import NY
+from alphagen_core.domain.calendar import NY
 from alphagen_dagster.sensors import closed_minutes, minute_sensor, session_sensor
 
 pytestmark = pytest.mark.integration
@@ -76,8 +82,9 @@ def test_session_sensor_launches_one_job_and_relaunches_a_dead_one(monkeypatch, 
     request = session_sensor(build_sensor_context(instance=instance))
     assert isinstance(request, RunRequest) and request.run_key == "session-2024-11-27-1"
     # a run of that key that started and then died without a heartbeat
-    from alphagen_dagster.jobs import session_job
     from dagster import DagsterRunStatus
+
+    from alphagen_dagster.jobs import session_job
 
     run = instance.create_run_for_job(session_job, run_config=request.run_config, tags=request.tags,
                                       status=DagsterRunStatus.STARTED)

@@ -7,13 +7,20 @@ import datetime as dt
 import pytest
 
 from alphagen_core.adapters.paper.execution import PaperExecution
-from alphagen_core.calendar import NY, session
-from alphagen_core.live_minute import session_version
-from alphagen_core.live_session import SessionTrader, TraderTimings
-from alphagen_core.models import Action, OptionContract, OptionQuote, OrderRequest, Right, TradeIntent
-from alphagen_core.settings import Settings
-from alphagen_core.sim.clock import SimClock
-from alphagen_core.store import RowMeta, Store
+from alphagen_core.application.live_minute import session_version
+from alphagen_core.application.live_session import SessionTrader, TraderTimings
+from alphagen_core.domain.calendar import NY, session
+from alphagen_core.domain.clock import SimClock
+from alphagen_core.domain.models import (
+    Action,
+    OptionContract,
+    OptionQuote,
+    OrderRequest,
+    Right,
+    TradeIntent,
+)
+from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.store import RowMeta, Store
 
 pytestmark = pytest.mark.unit
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from alphagen_core.control import current_state
-from alphagen_core.models import TradingState
+from alphagen_core.application.control import current_state
+from alphagen_core.application.streaming import BarSpool
+from alphagen_core.domain.models import TradingState
+from alphagen_core.persistence.store import Store
 from alphagen_core.sim import Faults
 from alphagen_core.sim.days import write_sim_day
 from alphagen_core.sim.venues import SimVenues
-from alphagen_core.store import Store
-from alphagen_core.streaming import BarSpool
 from alphagen_dagster.service import service, sim_env
 from tests.live.test_sim_session import DAY, _kill_session_job, _wait
 

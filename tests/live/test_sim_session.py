@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from alphagen_core.lease import read_heartbeat
+from alphagen_core.application.lease import read_heartbeat
+from alphagen_core.persistence.store import Store
 from alphagen_core.sim.days import write_sim_day
 from alphagen_core.sim.venues import SimVenues
-from alphagen_core.store import Store
 from alphagen_dagster.service import PROJECT_DIR, service, sim_env, summarize
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(600)]

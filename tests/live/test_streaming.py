@@ -1,4 +1,4 @@
-"""Streamed market data for the session (alphagen_core.streaming) on the Polygon stand-in over
+"""Streamed market data for the session (alphagen_core.application.streaming) on the Polygon stand-in over
 real sockets: streamed bars reach the minute runs through the spool, gapless across a
 websocket drop; the trader's quotes come from the stream once the contract has quoted on the
 current connection and from REST otherwise; a pushed quote wakes the trader."""
@@ -11,9 +11,15 @@ import time
 import pytest
 
 from alphagen_core.adapters.polygon.market_data import PolygonMarketData, PolygonStream
-from alphagen_core.models import MINUTE
-from alphagen_core.sim import Faults, SimClock
-from alphagen_core.streaming import SPOOL_ALIVE, BarSpool, SpooledMarketData, StreamedMarketData
+from alphagen_core.application.streaming import (
+    SPOOL_ALIVE,
+    BarSpool,
+    SpooledMarketData,
+    StreamedMarketData,
+)
+from alphagen_core.domain.clock import SimClock
+from alphagen_core.domain.models import MINUTE
+from alphagen_core.sim import Faults
 from tests.adapters.test_polygon_adapter import config_for, standin
 from tests.adapters.test_polygon_standin import DAY, FROZEN, at, zero_dte_symbols
 

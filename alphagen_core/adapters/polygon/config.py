@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
-    from alphagen_core.settings import Settings
+    from alphagen_core.operations.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ class PolygonConfig:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> PolygonConfig:
         if settings is None:
-            from alphagen_core.settings import get_settings
+            from alphagen_core.operations.settings import get_settings
 
             settings = get_settings()
         return cls(
@@ -78,5 +78,10 @@ class PolygonConfig:
 
 
 # ---- keeping secrets out of logs -------------------------------------------------------------
-# One redactor for the whole project (alphagen_core.redaction); these names stay for callers.
-from alphagen_core.redaction import MASK, SecretRedactor, redact, redacting_logger  # noqa: E402,F401
+# One redactor for the whole project (alphagen_core.operations.redaction); these names stay for callers.
+from alphagen_core.operations.redaction import (  # noqa: E402,F401
+    MASK,
+    SecretRedactor,
+    redact,
+    redacting_logger,
+)

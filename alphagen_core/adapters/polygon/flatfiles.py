@@ -54,7 +54,7 @@ from typing import Any, Protocol
 import polars as pl
 import structlog
 
-from alphagen_core.calendar import Session
+from alphagen_core.domain.calendar import Session
 
 log = structlog.get_logger(__name__)
 

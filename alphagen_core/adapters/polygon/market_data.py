@@ -4,7 +4,7 @@
 - ``PolygonStream``: minute bars (``AM``) and option quotes (``Q``) over the websockets
   (``massive.WebSocketClient``), supervised, with REST backfill of missed minutes.
 
-Rules applied here (SPEC §1 'Bars', §4):
+Rules applied here:
 - A bar is delivered only after its window ended (``bar.end <= clock.now()``); REST may hand
   out the minute still forming, which is dropped.
 - Bars reach the caller strictly in time order, each minute once: a bar not after the last
@@ -33,12 +33,16 @@ from massive import RESTClient, WebSocketClient
 from massive.exceptions import AuthError, BadResponse
 from massive.websocket.models import EquityAgg, EquityQuote
 
-from alphagen_core import calendar
-from alphagen_core.adapters.polygon.config import PolygonConfig, redact, redacting_logger
-from alphagen_core.interfaces import MarketDataClient
-from alphagen_core.models import MINUTE, Bar, OptionQuote
-from alphagen_core.sim.clock import NY, Clock, WallClock
-from alphagen_core.symbols import OptionSymbolError, parse_polygon
+from alphagen_core.adapters.polygon.config import (
+    PolygonConfig,
+    redact,
+    redacting_logger,
+)
+from alphagen_core.application.interfaces import MarketDataClient
+from alphagen_core.domain import calendar
+from alphagen_core.domain.clock import NY, Clock, WallClock
+from alphagen_core.domain.models import MINUTE, Bar, OptionQuote
+from alphagen_core.domain.symbols import OptionSymbolError, parse_polygon
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

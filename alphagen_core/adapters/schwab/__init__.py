@@ -32,7 +32,11 @@ from alphagen_core.adapters.schwab.execution import (
     SchwabOrderStateUnknown,
 )
 from alphagen_core.adapters.schwab.market_data import SchwabMarketData
-from alphagen_core.adapters.schwab.ratelimit import RateLimiter, RetryPolicy, default_limiter
+from alphagen_core.adapters.schwab.ratelimit import (
+    RateLimiter,
+    RetryPolicy,
+    default_limiter,
+)
 
 __all__ = [
     "REFRESH_EXPIRED_MESSAGE",

@@ -62,8 +62,8 @@ from alphagen_core.adapters.schwab.ratelimit import (
     default_limiter,
     retry_idempotent,
 )
-from alphagen_core.redaction import REDACTOR, redacting_logger
-from alphagen_core.sim.clock import WallClock
+from alphagen_core.domain.clock import WallClock
+from alphagen_core.operations.redaction import REDACTOR, redacting_logger
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +103,7 @@ class SchwabUnavailable(SchwabError):
 # ---- secret redaction ---------------------------------------------------------------------
 
 
-# One redactor for the whole project (alphagen_core.redaction): REDACTOR here is that one.
+# One redactor for the whole project (alphagen_core.operations.redaction): REDACTOR here is that one.
 
 _REDACTED_LOGGERS = (
     "schwab",

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from alphagen_core.gate import is_loopback_url
+from alphagen_core.application.gate import is_loopback_url
 
 UPSTREAM_BASE_URL = "https://api.schwabapi.com"
 UPSTREAM_HOST = "api.schwabapi.com"
@@ -56,7 +56,7 @@ class SchwabConfig:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> SchwabConfig:
-        """Build from `alphagen_core.settings.Settings` (SCHWAB_* variables)."""
+        """Build from `alphagen_core.operations.settings.Settings` (SCHWAB_* variables)."""
         values: dict[str, Any] = dict(
             app_key=settings.schwab_api_key,
             app_secret=settings.schwab_api_secret,

@@ -1,7 +1,7 @@
 """`SchwabExecution`: the ExecutionClient for the Schwab Trader API (real orders).
 
-Live gate (SPEC §4). Schwab has no paper API; choosing paper or Schwab is done elsewhere
-(`alphagen_core.gate.route`). As a last line of defence this class refuses
+Live gate. Schwab has no paper API; choosing paper or Schwab is done elsewhere
+(`alphagen_core.application.gate.route`). As a last line of defence this class refuses
 to be constructed unless ``settings.live_enabled`` is true (SCHWAB_PAPER=false *and* the
 confirmation phrase) or its base URL is a loopback address, i.e. the local stand-in
 (`alphagen_core/sim/schwab_server.py`) that tests and simulated sessions use.
@@ -50,9 +50,20 @@ from alphagen_core.adapters.schwab.auth import (
     response_json,
 )
 from alphagen_core.adapters.schwab.config import SchwabConfig
-from alphagen_core.models import Action, BrokerBalances, BrokerPosition, Fill, OrderRequest, OrderUpdate
-from alphagen_core.sim.clock import NY
-from alphagen_core.symbols import OptionSymbolError, polygon_to_schwab, schwab_to_polygon
+from alphagen_core.domain.clock import NY
+from alphagen_core.domain.models import (
+    Action,
+    BrokerBalances,
+    BrokerPosition,
+    Fill,
+    OrderRequest,
+    OrderUpdate,
+)
+from alphagen_core.domain.symbols import (
+    OptionSymbolError,
+    polygon_to_schwab,
+    schwab_to_polygon,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@
   service answers ``bid``/``ask``/``last``: both are read.
 - minute_bars: ``GET /marketdata/v1/pricehistory`` (1-minute candles, regular hours only).
   A candle's ``datetime`` is its start; only bars whose minute has ended by now are
-  returned (SPEC §1: a bar is usable only after its window ends). Schwab sends no per-bar
+  returned (a bar is usable only after its window ends). Schwab sends no per-bar
   VWAP, so `vwap` is None.
 
 Every request shares the session's rate limiter and retries (auth.py, ratelimit.py).
@@ -25,11 +25,15 @@ from typing import Any
 import structlog
 from schwab.client import Client
 
-from alphagen_core.adapters.schwab.auth import SchwabAPIError, SchwabSession, response_json
+from alphagen_core.adapters.schwab.auth import (
+    SchwabAPIError,
+    SchwabSession,
+    response_json,
+)
 from alphagen_core.adapters.schwab.config import SchwabConfig
-from alphagen_core.models import Bar, OptionQuote
-from alphagen_core.sim.clock import NY
-from alphagen_core.symbols import (
+from alphagen_core.domain.clock import NY
+from alphagen_core.domain.models import Bar, OptionQuote
+from alphagen_core.domain.symbols import (
     OptionSymbolError,
     parse_polygon,
     parse_schwab,

@@ -1,4 +1,4 @@
-"""Client-side rate limiting and retries for every Schwab call (SPEC §4).
+"""Client-side rate limiting and retries for every Schwab call.
 
 Limiter. Schwab allows 120 requests per minute per app. `RateLimiter` is a sliding-window
 log: it admits a request only while fewer than `max_requests` were admitted in the last
@@ -55,7 +55,7 @@ class RealTimer:
 
 
 class ClockTimer:
-    """A `Timer` on a sim clock (`alphagen_core.sim.clock`): clock seconds, real sleeps of
+    """A `Timer` on a sim clock (`alphagen_core.domain.clock`): clock seconds, real sleeps of
     `seconds / clock.speed`."""
 
     def __init__(self, clock: object) -> None:

@@ -4,7 +4,7 @@
 --   fees:         sum of fees of FILLED executions
 --   trades:       completed round trips (positions with an exit fill), from `trades`
 --   wins/losses:  round trips whose P/L (sum of their fills' pnl_contrib) is > 0 / < 0
---   variant:      the named strategy settings (SPEC §7); `base` until replays record theirs
+--   variant:      the named strategy settings; `base` until replays record theirs
 with sessions as (
     select mode, session_date, version from {{ ref('stg_latest_versions') }}
 ),

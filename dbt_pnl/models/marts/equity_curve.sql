@@ -1,4 +1,4 @@
--- SPEC §7: one row per (mode, variant, trade_date), over daily_pnl (every session the engine
+-- one row per (mode, variant, trade_date), over daily_pnl (every session the engine
 -- ran; a session without trades is a 0).
 --   cumulative_pnl: running sum of daily_pnl in date order
 --   peak:           running max of cumulative_pnl, starting at 0 (before the first session)

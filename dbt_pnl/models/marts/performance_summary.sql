@@ -1,4 +1,4 @@
--- SPEC §7: one row per (mode, variant). d = daily_pnl of each session (0 without trades);
+-- one row per (mode, variant). d = daily_pnl of each session (0 without trades);
 -- round trips from `trades`. Undefined ratios are NULL, never infinite:
 --   win_rate = wins / trades; avg_win, avg_loss = mean P/L of winning, losing round trips;
 --   profit_factor = sum of winning round trips / |sum of losing ones|;

@@ -6,7 +6,7 @@ library's records (Dagster, dbt, massive, schwab-py, httpx...) through the same 
   ``ALPHAGEN_LOG_FORMAT`` = auto (JSON unless the output is a terminal) | json | console.
 - Context bound with ``bind`` (run id, session date, mode) rides on every event of the
   process (structlog contextvars).
-- Every event and record passes the project's one redactor (alphagen_core.redaction).
+- Every event and record passes the project's one redactor (alphagen_core.operations.redaction).
 
 The core layer owns this so the engine, the adapters and the Dagster layer share it; it never
 imports Dagster.
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import structlog
 
-from alphagen_core.redaction import REDACTOR
+from alphagen_core.operations.redaction import REDACTOR
 
 Format = Literal["auto", "json", "console"]
 OWN_LOGGERS = ("alphagen_core", "alphagen_dagster", "alphagen")

@@ -40,7 +40,7 @@ class ExitReason(StrEnum):
 
 
 class TradingState(StrEnum):
-    """SPEC §6: `halted` opens nothing new (exits, stops and the flatten still run);
+    """`halted` opens nothing new (exits, stops and the flatten still run);
     `flattening` closes the position now, then halts."""
 
     ACTIVE = "active"

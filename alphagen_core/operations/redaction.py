@@ -5,7 +5,7 @@ Every secret the process learns (API keys, app key and secret, account numbers a
 token values, an authorization code, the alert webhook URL) is registered with ``REDACTOR``;
 whatever is written out passes through it:
 
-- the structlog processor chain (``alphagen_core.logs``) redacts every event's values;
+- the structlog processor chain (``alphagen_core.operations.logs``) redacts every event's values;
 - ``REDACTOR`` is also a ``logging.Filter``, attached to the third-party loggers that see
   credentials (massive, websockets, urllib3, schwab-py, httpx, httpcore, authlib) and to the
   root handler that ``configure_logging`` installs;

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from alphagen_core.interfaces import MarketDataClient
-from alphagen_core.models import Bar, OptionQuote
-from alphagen_core.sim.clock import Clock
+from alphagen_core.application.interfaces import MarketDataClient
+from alphagen_core.domain.clock import Clock
+from alphagen_core.domain.models import Bar, OptionQuote
 
 log = structlog.get_logger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import polars as pl
 
-from alphagen_core.adapters.paper.execution import PaperBroker
-from alphagen_core.calendar import Session
-from alphagen_core.engine import Engine, StepOutput, StrategyConfig
-from alphagen_core.models import (
+from alphagen_core.domain.calendar import Session
+from alphagen_core.domain.engine import Engine, StepOutput, StrategyConfig
+from alphagen_core.domain.fills import PaperBroker
+from alphagen_core.domain.models import (
     Bar,
     Execution,
     MinuteSlice,

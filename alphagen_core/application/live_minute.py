@@ -28,12 +28,18 @@ from typing import Any
 import polars as pl
 import structlog
 
-from alphagen_core.calendar import Session
-from alphagen_core.control import set_state, state_at, state_history, state_of
-from alphagen_core.engine import Engine, StepOutput, StrategyConfig
-from alphagen_core.gate import route
-from alphagen_core.interfaces import MarketDataClient
-from alphagen_core.models import (
+from alphagen_core.application.control import (
+    set_state,
+    state_at,
+    state_history,
+    state_of,
+)
+from alphagen_core.application.gate import route
+from alphagen_core.application.interfaces import MarketDataClient
+from alphagen_core.application.replay import SessionRun
+from alphagen_core.domain.calendar import Session
+from alphagen_core.domain.engine import Engine, StepOutput
+from alphagen_core.domain.models import (
     MINUTE,
     Action,
     Bar,
@@ -48,9 +54,8 @@ from alphagen_core.models import (
     TradeIntent,
     TradingState,
 )
-from alphagen_core.replay import SessionRun
-from alphagen_core.settings import Settings
-from alphagen_core.store import RowMeta, Store
+from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.store import RowMeta, Store
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +65,7 @@ FINAL_STATUSES = (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED
 
 
 def session_version(session_date: dt.date) -> str:
-    """Paper and live keep one version per trading session (SPEC §2)."""
+    """Paper and live keep one version per trading session."""
     return session_date.isoformat()
 
 
@@ -266,7 +271,7 @@ def _increment(store: Store, market: MarketDataClient, settings: Settings, sess:
     result = MinuteIncrement()
     if not new_bars:
         return result
-    engine = Engine(sess.date, sess.close, StrategyConfig.from_settings(settings),
+    engine = Engine(sess.date, sess.close, settings.strategy_config(),
                     RecordedBroker(stored.events), session_open=sess.open, external_brackets=True)
     history = state_history(store, mode, sess.date)
     for bar in stored.bars:  # restore: these minutes' rows are in the tables already

@@ -1,4 +1,4 @@
-"""The session's trading state (SPEC §6), kept append-only in `control_events`.
+"""The session's trading state, kept append-only in `control_events`.
 
 An operator (`alphagen halt|flatten|resume`, or the `control` job in the UI), a risk limit or
 the trader appends a row; whoever trades reads the latest row of the (mode, session) and obeys
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from alphagen_core.models import ControlEvent, TradingState
-from alphagen_core.store import RowMeta, Store
+from alphagen_core.domain.models import ControlEvent, TradingState
+from alphagen_core.persistence.store import RowMeta, Store
 
 VERSION = "control"
 

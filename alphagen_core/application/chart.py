@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphagen_core.models import Action, Execution, NormalizedTick, OrderStatus
+from alphagen_core.domain.models import Action, Execution, NormalizedTick, OrderStatus
 
 
 def write_day_chart(day: dt.date, ticks: Sequence[NormalizedTick], executions: Sequence[Execution],

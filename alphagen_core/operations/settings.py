@@ -16,6 +16,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.domain.risk import RiskConfig
+
 LIVE_CONFIRMATION_PHRASE = "I-ACCEPT-REAL-MONEY-RISK"
 _WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
@@ -61,7 +64,7 @@ class Settings(BaseSettings):
     schwab_callback_url: str = "https://127.0.0.1:8182"
     schwab_token_path: Path = Path("schwab_token.json")
 
-    # --- risk and strategy (SPEC §1) ---
+    # --- risk and strategy ---
     risk_stop_loss_multiple: float = Field(2.0, gt=1.0)
     risk_take_profit_multiple: float = Field(0.5, gt=0.0, lt=1.0)
     risk_max_position_size: int = Field(25, gt=0, strict=False)
@@ -75,7 +78,7 @@ class Settings(BaseSettings):
     paper_half_spread: NonNegativeFloat = 0.02
     market_data_stale_seconds: int = Field(180, gt=0)
     order_limit_slippage: NonNegativeFloat = 0.05  # live orders: limit = bid - this / ask + this
-    # --- risk controls (SPEC §6) ---
+    # --- risk controls ---
     risk_max_daily_loss: NonNegativeFloat = 100_000.0  # dollars, realized + unrealized; 0 = off
     risk_max_entries_per_day: int = Field(40, ge=0)  # 0 = off
     order_max_deviation: PositiveFloat = 0.25  # an entry's limit at most this fraction of the mid from it
@@ -101,12 +104,12 @@ class Settings(BaseSettings):
     # The storage a new Dagster home gets: dagster.yaml (SQLite) or dagster.postgres.yaml.
     alphagen_dagster_storage: Literal["sqlite", "postgres"] = "sqlite"
     feature_enable_chart: bool = True
-    # A simulated clock for every process (see alphagen_core/sim/clock.py); unset: wall clock.
+    # A simulated clock for every process (see alphagen_core/domain/clock.py); unset: wall clock.
     alphagen_sim_start: str = ""
     alphagen_sim_epoch: str = ""
     alphagen_sim_speed: str = ""
 
-    # --- operations (SPEC §8) ---
+    # --- operations ---
     # GET /health and /metrics while `alphagen run` or `alphagen sim-session` runs; 0 = off.
     alphagen_health_host: str = "127.0.0.1"
     alphagen_health_port: int = Field(9108, ge=0, le=65535)
@@ -157,10 +160,33 @@ class Settings(BaseSettings):
             )
         return self
 
+    def risk_config(self) -> RiskConfig:
+        return RiskConfig(
+            stop_loss_multiple=self.risk_stop_loss_multiple,
+            take_profit_multiple=self.risk_take_profit_multiple,
+            max_position_size=self.risk_max_position_size,
+            trading_capital=self.risk_trading_capital,
+            fee_per_contract=self.fee_per_contract,
+            fee_regulatory_per_contract=self.fee_regulatory_per_contract,
+            max_daily_loss=self.risk_max_daily_loss,
+            max_entries_per_day=self.risk_max_entries_per_day,
+            order_max_deviation=self.order_max_deviation,
+        )
+
+    def strategy_config(self) -> StrategyConfig:
+        return StrategyConfig(
+            risk=self.risk_config(),
+            cooldown=dt.timedelta(seconds=self.signal_cooldown_seconds),
+            no_entry_before_close=dt.timedelta(minutes=self.no_entry_minutes_before_close),
+            flatten_before_close=dt.timedelta(minutes=self.flatten_minutes_before_close),
+            strike_offset=self.option_strike_offset,
+            stale_after=dt.timedelta(seconds=self.market_data_stale_seconds),
+        )
+
     @property
     def live_enabled(self) -> bool:
         """SCHWAB_PAPER=false *and* the confirmation phrase: the Schwab client's own last check.
-        Which route a process trades on is `alphagen_core.gate.route`'s decision."""
+        Which route a process trades on is `alphagen_core.application.gate.route`'s decision."""
         return (
             not self.schwab_paper
             and self.schwab_live_confirmation.get_secret_value() == LIVE_CONFIRMATION_PHRASE

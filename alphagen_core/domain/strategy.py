@@ -1,4 +1,4 @@
-"""Strategy rules of SPEC §1 that need no state beyond their arguments: the crossover
+"""Strategy rules of that need no state beyond their arguments: the crossover
 detector and the choice of contract."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from alphagen_core.models import OptionQuote, Right, SignalType
+from alphagen_core.domain.models import OptionQuote, Right, SignalType
 
 
 @dataclass(slots=True)
@@ -35,7 +35,7 @@ def right_for(signal: SignalType) -> Right:
 
 
 def target_expiry(quotes: dict[str, OptionQuote], session_date: dt.date) -> dt.date | None:
-    """0DTE when listed, else the nearest later expiry (SPEC §1)."""
+    """0DTE when listed, else the nearest later expiry."""
     expiries = {q.contract.expiry for q in quotes.values() if q.contract.expiry >= session_date}
     return min(expiries) if expiries else None
 

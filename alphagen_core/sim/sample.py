@@ -50,7 +50,14 @@ import polars as pl
 
 from alphagen_core.adapters.polygon.flatfiles import COLUMNS as HEADER
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.calendar import NY, Session, is_trading_day, previous_trading_day, session, sessions
+from alphagen_core.domain.calendar import (
+    NY,
+    Session,
+    is_trading_day,
+    previous_trading_day,
+    session,
+    sessions,
+)
 
 FULL_SIZE_OPTION_ROWS = 2_000_000
 GZIP_LEVEL = 4  # measured: 2.5x faster than level 6 for a 6 % larger file

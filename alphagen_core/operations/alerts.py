@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import structlog
 
-from alphagen_core.redaction import REDACTOR
+from alphagen_core.operations.redaction import REDACTOR
 
 log = structlog.get_logger(__name__)
 

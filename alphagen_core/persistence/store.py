@@ -1,4 +1,4 @@
-"""The append-only DuckDB store: the eight tables of SPEC §2, and the only module that opens
+"""The append-only DuckDB store: the eight tables, and the only module that opens
 the database file.
 
 Rules this module enforces:
@@ -178,7 +178,7 @@ TABLES: dict[str, Table] = {
         ),
     )
 }
-# SPEC §6 trading state: one row per change (operator command, a limit, the trader), version
+# trading state: one row per change (operator command, a limit, the trader), version
 # "control". Not one of the eight tables of the replay: no version of a replay writes it.
 CONTROL_EVENTS = Table(
     "control_events",

@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from alphagen_core.adapters.paper.execution import bracket_trigger
-from alphagen_core.indicators import BAR_VWAP, TYPICAL_PRICE, SessionIndicators
-from alphagen_core.models import (
+from alphagen_core.domain.fills import bracket_trigger
+from alphagen_core.domain.indicators import BAR_VWAP, TYPICAL_PRICE, SessionIndicators
+from alphagen_core.domain.models import (
     MINUTE,
     Action,
     Bar,
@@ -37,7 +37,7 @@ from alphagen_core.models import (
     TradeIntent,
     TradingState,
 )
-from alphagen_core.risk import (
+from alphagen_core.domain.risk import (
     RiskConfig,
     brackets,
     loss_limit_reached,
@@ -46,9 +46,13 @@ from alphagen_core.risk import (
     price_insane,
     round_trip_pnl,
 )
-from alphagen_core.settings import Settings
-from alphagen_core.strategy import CrossoverDetector, right_for, select_contract, target_expiry
-from alphagen_core.symbols import parse_polygon
+from alphagen_core.domain.strategy import (
+    CrossoverDetector,
+    right_for,
+    select_contract,
+    target_expiry,
+)
+from alphagen_core.domain.symbols import parse_polygon
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +64,10 @@ class StrategyConfig:
     strike_offset: int = 0
     stale_after: dt.timedelta = dt.timedelta(seconds=180)
 
-    @classmethod
-    def from_settings(cls, s: Settings) -> StrategyConfig:
-        return cls(
-            risk=RiskConfig.from_settings(s),
-            cooldown=dt.timedelta(seconds=s.signal_cooldown_seconds),
-            no_entry_before_close=dt.timedelta(minutes=s.no_entry_minutes_before_close),
-            flatten_before_close=dt.timedelta(minutes=s.flatten_minutes_before_close),
-            strike_offset=s.option_strike_offset,
-            stale_after=dt.timedelta(seconds=s.market_data_stale_seconds),
-        )
-
 
 class Broker(Protocol):
     """What the engine's orders go to: the paper fill model (replay), or the fills the live
-    session recorded (`alphagen_core.live_minute.RecordedBroker`)."""
+    session recorded (`alphagen_core.application.live_minute.RecordedBroker`)."""
 
     name: str
 
@@ -154,7 +147,7 @@ class Engine:
         self.realized_pnl = 0.0
         self.entries = 0  # entry orders sent this session (RISK_MAX_ENTRIES_PER_DAY)
         self.loss_limit_hit = False  # RISK_MAX_DAILY_LOSS reached: close, then open nothing
-        # SPEC §6 trading state (live: control_events); anything but active opens nothing.
+        # trading state (live: control_events); anything but active opens nothing.
         self.trading_state = TradingState.ACTIVE
         self.cooldown_until: dt.datetime | None = None
         self.last_bar_start: dt.datetime | None = None
@@ -232,7 +225,7 @@ class Engine:
         return None
 
     def _check_loss_limit(self, quotes: Mapping[str, OptionQuote]) -> None:
-        """SPEC §6 daily loss limit, on realized plus unrealized P/L. The open short is valued
+        """daily loss limit, on realized plus unrealized P/L. The open short is valued
         at the ask; on a minute aggregate at the ask of the bar's high, the worst the minute
         could have been for a short (the conservative side). Once reached it stays reached
         for the session: the position is closed at this minute's end and nothing opens."""
@@ -309,7 +302,7 @@ class Engine:
             return self._record(out, signal_id, signal_type, None, price, vwap, ma9, note, now, drop, acted)
 
         assert chosen is not None
-        if chosen.contract.expiry != self.session_date:  # SPEC §1: the nearest later expiry, recorded
+        if chosen.contract.expiry != self.session_date:  # the nearest later expiry, recorded
             rationale = f"{rationale}; no 0DTE listed: nearest expiry {chosen.contract.expiry.isoformat()}"
         self.cooldown_until = now + self.cfg.cooldown
         self._record(out, signal_id, signal_type, chosen.symbol, price, vwap, ma9, rationale, now, None)
@@ -521,7 +514,7 @@ class Engine:
 
 
 class CheckedQuotes(Mapping[str, OptionQuote]):
-    """A minute's quotes, checked when used (SPEC §4): a crossed, zero or negative quote reads
+    """A minute's quotes, checked when used: a crossed, zero or negative quote reads
     as absent and is recorded once with the reason. Checking on use keeps a minute cheap: the
     engine reads the held contract every minute and the whole chain only at a signal."""
 

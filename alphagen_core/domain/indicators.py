@@ -1,4 +1,4 @@
-"""Session VWAP and MA9 (SPEC §1), vectorised for whole days and incremental for live.
+"""Session VWAP and MA9, vectorised for whole days and incremental for live.
 
 Both forms add the same floats in the same order, so they agree bit for bit:
 - VWAP_t = sum(p_i * v_i) / sum(v_i) over the session's bars up to t, where p_i is the bar's

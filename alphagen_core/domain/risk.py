@@ -1,12 +1,11 @@
-"""Sizing, brackets and fees (SPEC §1, Entry and P/L)."""
+"""Sizing, brackets and fees."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from alphagen_core.models import CONTRACT_MULTIPLIER, Right
-from alphagen_core.settings import Settings
+from alphagen_core.domain.models import CONTRACT_MULTIPLIER, Right
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,20 +19,6 @@ class RiskConfig:
     max_daily_loss: float = 100_000.0  # 0 = off
     max_entries_per_day: int = 40  # 0 = off
     order_max_deviation: float = 0.25
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> RiskConfig:
-        return cls(
-            stop_loss_multiple=s.risk_stop_loss_multiple,
-            take_profit_multiple=s.risk_take_profit_multiple,
-            max_position_size=s.risk_max_position_size,
-            trading_capital=s.risk_trading_capital,
-            fee_per_contract=s.fee_per_contract,
-            fee_regulatory_per_contract=s.fee_regulatory_per_contract,
-            max_daily_loss=s.risk_max_daily_loss,
-            max_entries_per_day=s.risk_max_entries_per_day,
-            order_max_deviation=s.order_max_deviation,
-        )
 
 
 def naked_margin_per_contract(right: Right, strike: float, underlying: float, premium: float) -> float:
@@ -63,13 +48,13 @@ def brackets(cfg: RiskConfig, credit: float) -> tuple[float, float]:
 
 
 def loss_limit_reached(cfg: RiskConfig, realized: float, unrealized: float) -> bool:
-    """SPEC §6: the session's realized P/L (net of fees) plus the open position's unrealized
+    """the session's realized P/L (net of fees) plus the open position's unrealized
     P/L has reached minus RISK_MAX_DAILY_LOSS."""
     return cfg.max_daily_loss > 0 and realized + unrealized <= -cfg.max_daily_loss
 
 
 def price_insane(cfg: RiskConfig, limit: float, bid: float, ask: float) -> str | None:
-    """SPEC §6 price sanity: why an order at `limit` must not go out on this quote, or None."""
+    """price sanity: why an order at `limit` must not go out on this quote, or None."""
     mid = (bid + ask) / 2
     if ask <= 0 or bid > ask:
         return f"quote {bid:.2f}/{ask:.2f} is empty or crossed"

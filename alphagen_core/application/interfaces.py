@@ -11,7 +11,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Protocol
 
-from alphagen_core.models import Bar, BrokerBalances, BrokerPosition, OptionQuote, OrderRequest, OrderUpdate
+from alphagen_core.domain.models import (
+    Bar,
+    BrokerBalances,
+    BrokerPosition,
+    OptionQuote,
+    OrderRequest,
+    OrderUpdate,
+)
 
 
 class MarketDataClient(Protocol):

@@ -1,4 +1,4 @@
-"""The NYSE trading calendar, in America/New_York (SPEC §1 'Time').
+"""The NYSE trading calendar, in America/New_York.
 
 Closed days come from the `holidays` package's NYSE financial calendar, which lists the
 dates the exchange is actually closed (observed holidays and one-off closings such as

@@ -1,4 +1,4 @@
-"""The live gate (SPEC §4): the one place that decides where orders go and which mode the rows
+"""The live gate: the one place that decides where orders go and which mode the rows
 carry.
 
 Real orders need all four: ALPHAGEN_MODE=live, ALPHAGEN_BROKER=schwab, SCHWAB_PAPER=false and
@@ -17,7 +17,12 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from alphagen_core.settings import LIVE_CONFIRMATION_PHRASE, Mode, Settings, SettingsError
+from alphagen_core.operations.settings import (
+    LIVE_CONFIRMATION_PHRASE,
+    Mode,
+    Settings,
+    SettingsError,
+)
 
 
 class GateError(SettingsError):

@@ -14,7 +14,7 @@ are searched for it (same contract, side and quantity, not yet attributed) and, 
 recorded instead of being sent again. Table 8's rows have deterministic ids per intent, so
 writing an event twice adds nothing.
 
-The DuckDB file is only opened for a moment per read or write (alphagen_core.store).
+The DuckDB file is only opened for a moment per read or write (alphagen_core.persistence.store).
 """
 
 from __future__ import annotations
@@ -27,13 +27,20 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from alphagen_core.calendar import Session
-from alphagen_core.control import current_state, set_state, state_of
-from alphagen_core.engine import slice_id_for
-from alphagen_core.gate import route
-from alphagen_core.interfaces import ExecutionClient, MarketDataClient
-from alphagen_core.live_minute import WATCH, executions_from, intents_from, quote_rows, session_version
-from alphagen_core.models import (
+from alphagen_core.application.control import current_state, set_state, state_of
+from alphagen_core.application.gate import route
+from alphagen_core.application.interfaces import ExecutionClient, MarketDataClient
+from alphagen_core.application.live_minute import (
+    WATCH,
+    executions_from,
+    intents_from,
+    quote_rows,
+    session_version,
+)
+from alphagen_core.domain.calendar import Session
+from alphagen_core.domain.clock import Clock
+from alphagen_core.domain.engine import slice_id_for
+from alphagen_core.domain.models import (
     BALANCE_SYMBOLS,
     Action,
     BrokerPosition,
@@ -46,11 +53,16 @@ from alphagen_core.models import (
     TradeIntent,
     TradingState,
 )
-from alphagen_core.risk import RiskConfig, brackets, fees, naked_margin_per_contract, price_insane, round_trip_pnl
-from alphagen_core.settings import Settings
-from alphagen_core.sim.clock import Clock
-from alphagen_core.store import RowMeta, Store
-from alphagen_core.symbols import parse_polygon
+from alphagen_core.domain.risk import (
+    brackets,
+    fees,
+    naked_margin_per_contract,
+    price_insane,
+    round_trip_pnl,
+)
+from alphagen_core.domain.symbols import parse_polygon
+from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.store import RowMeta, Store
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +136,7 @@ class SessionTrader:
     ) -> None:
         self.store, self.broker, self.market = store, broker, market
         self.settings, self.session, self.clock, self.t = settings, session, clock, timings
-        self.risk = RiskConfig.from_settings(settings)
+        self.risk = settings.risk_config()
         self.route = route(settings)
         self.meta = RowMeta(self.route.mode.value, session.date, session_version(session.date), run_id)
         self.flatten_at = session.close - dt.timedelta(minutes=settings.flatten_minutes_before_close)
@@ -228,7 +240,7 @@ class SessionTrader:
                  working=len(self.working), done=len(self.done))
 
     def _check_positions(self, now: dt.datetime, at_start: bool = False) -> None:
-        """The broker's positions into table 3, compared with the book (SPEC §6). A difference
+        """The broker's positions into table 3, compared with the book. A difference
         that survives two polls halts the session (`position_mismatch`): one poll may fall
         between a fill and the trader seeing it. At start, a short the book does not know is
         adopted only with ALPHAGEN_ADOPT_UNKNOWN_POSITIONS=true; otherwise the session halts
@@ -367,7 +379,7 @@ class SessionTrader:
 
     def _place(self, intent: TradeIntent, position_id: str, now: dt.datetime) -> None:
         limit, quote = self._limit(intent)
-        # SPEC §6 price sanity, on entries: an exit is never held back (it reduces risk).
+        # price sanity, on entries: an exit is never held back (it reduces risk).
         if intent.action is Action.SELL_TO_OPEN:
             problem = "no quote" if quote is None else price_insane(self.risk, limit, quote.bid, quote.ask)
             if problem is not None:

@@ -13,7 +13,7 @@ import math
 import re
 from functools import lru_cache
 
-from alphagen_core.models import OptionContract, Right
+from alphagen_core.domain.models import OptionContract, Right
 
 POLYGON_PREFIX = "O:"
 ROOT_WIDTH = 6

@@ -1,0 +1,57 @@
+"""The layers of ARCHITECTURE.md: import-linter's contracts (pyproject.toml) hold, and the
+folder tree ARCHITECTURE.md draws is the tree on disk, module for module."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("alphagen_core", "alphagen_dagster")
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"Contracts: [1-9]\d* kept, 0 broken", result.stdout), result.stdout
+
+
+def modules_on_disk() -> set[str]:
+    return {
+        p.relative_to(REPO).as_posix()
+        for package in PACKAGES
+        for p in (REPO / package).rglob("*.py")
+        if p.name != "__init__.py"
+    }
+
+
+def modules_in_architecture_md() -> set[str]:
+    """The tree block under "## Layers": a line `<indent>name/  description` is a folder two
+    spaces deeper than its parent; the `*.py` names on the lines two spaces deeper than it are
+    its modules."""
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    tree = text.split("## Layers", 1)[1].split("```", 2)[1]
+    named: set[str] = set()
+    folder: list[str] = []
+    for line in tree.splitlines():
+        indent = len(line) - len(line.lstrip())
+        first = line.strip().split("  ", 1)[0]
+        if first.endswith("/"):
+            folder = folder[: indent // 2] + [first.rstrip("/")]
+        elif indent == 2 * len(folder):  # deeper lines continue a description
+            named.update("/".join(folder) + "/" + name for name in re.findall(r"\b[a-z_0-9]+\.py\b", line))
+    return named
+
+
+def test_architecture_md_draws_the_tree_on_disk() -> None:
+    on_disk, drawn = modules_on_disk(), modules_in_architecture_md()
+    assert drawn, "ARCHITECTURE.md has no tree under '## Layers'"
+    assert sorted(on_disk - drawn) == [], "modules missing from ARCHITECTURE.md's tree"
+    assert sorted(drawn - on_disk) == [], "ARCHITECTURE.md names modules that do not exist"
