@@ -81,10 +81,8 @@ def session_market_data(settings: Settings, quotes: MarketDataClient, clock: Clo
         yield quotes
         return
     from alphagen_core.adapters.polygon.config import PolygonConfig
-    from alphagen_core.adapters.polygon.market_data import (
-        PolygonMarketData,
-        PolygonStream,
-    )
+    from alphagen_core.adapters.polygon.market_data import PolygonMarketData
+    from alphagen_core.adapters.polygon.stream import PolygonStream
 
     config = PolygonConfig.from_settings(settings)
     with PolygonMarketData(config, clock=clock) as rest_bars:
