@@ -37,7 +37,7 @@ from alphagen_core.adapters.schwab import (
     SchwabUnavailable,
     login,
 )
-from alphagen_core.adapters.schwab.auth import write_private_file
+from alphagen_core.adapters.schwab.tokens import write_private_file
 from alphagen_core.adapters.schwab.execution import format_price
 from alphagen_core.adapters.schwab.ratelimit import RetryPolicy
 from alphagen_core.domain.clock import NY

@@ -40,15 +40,13 @@ import structlog
 from schwab.client import Client
 from schwab.utils import Utils
 
-from alphagen_core.adapters.schwab.auth import (
+from alphagen_core.adapters.schwab.errors import (
     SchwabAPIError,
     SchwabAuthError,
     SchwabError,
-    SchwabSession,
     SchwabUnavailable,
-    error_detail,
-    response_json,
 )
+from alphagen_core.adapters.schwab.session import SchwabSession, error_detail, response_json
 from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import (
