@@ -20,7 +20,7 @@ from alphagen_core.domain.calendar import session
 from alphagen_core.domain.clock import SimClock
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.polygon_server import OPEN_ONLY, PolygonStandIn
-from alphagen_core.sim.schwab_server import QuoteBook, SchwabStandIn
+from alphagen_core.sim.schwab import QuoteBook, SchwabStandIn
 
 
 @dataclass

@@ -4,7 +4,7 @@ Live gate. Schwab has no paper API; choosing paper or Schwab is done elsewhere
 (`alphagen_core.application.gate.route`). As a last line of defence this class refuses
 to be constructed unless ``settings.live_enabled`` is true (SCHWAB_PAPER=false *and* the
 confirmation phrase) or its base URL is a loopback address, i.e. the local stand-in
-(`alphagen_core/sim/schwab_server.py`) that tests and simulated sessions use.
+(`alphagen_core/sim/schwab/`) that tests and simulated sessions use.
 
 Orders are single-leg option LIMIT DAY orders, SELL_TO_OPEN or BUY_TO_CLOSE, with the price
 sent as a string rounded to the cent (schwab-py would truncate a float: 1.15 -> "1.14").
