@@ -5,7 +5,6 @@ by kind (`REJECTION_KINDS`)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import polars as pl
 
