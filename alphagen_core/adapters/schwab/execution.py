@@ -24,7 +24,7 @@ Residual risk, by design on the safe side: an unattributed identical order enter
 `LOOKUP_SLACK` before this submission (e.g. by a crashed previous process) is taken as ours,
 so we may send one order too few, never one too many.
 
-The account number is a secret: it is only used to pick the account hash (auth.py) and is
+The account number is a secret: it is only used to pick the account hash (session.py) and is
 never logged; order and account JSON (which contain it) are never logged or put in errors.
 """
 
