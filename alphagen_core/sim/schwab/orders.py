@@ -130,6 +130,7 @@ class OrderBook:
                     order.close_time = self.clock.now()
 
     def new_order(self, spec: Any) -> StandInOrder:
+        """The order a POST body asks for (400 if malformed), not yet accepted."""
         if not isinstance(spec, dict):
             raise error(400, "order must be a JSON object")
         order_type = spec.get("orderType")
@@ -220,7 +221,6 @@ class OrderBook:
         if order.remaining_quantity == 0:
             order.status = "FILLED"
             order.close_time = now
-
 
     def cancel(self, order_id: int) -> Reply:
         with self._lock:
