@@ -23,16 +23,11 @@ from typing import Any
 
 import polars as pl
 
-from alphagen_core.domain.clock import NY, Clock
+from alphagen_core.domain.clock import NY
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
-
-
-def clock_ms(clock: Clock) -> int:
-    """The clock's time in unix milliseconds."""
-    return int(clock.now().timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,17 +42,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from alphagen_core.domain.clock import NY, Clock
+from alphagen_core.domain.clock import NY
 from alphagen_core.operations.redaction import REDACTOR
-from alphagen_core.sim.faults import SERVER_ERRORS, Faults
-from alphagen_core.sim.polygon.day_index import (
-    MINUTE_MS,
-    Contract,
-    Day,
-    DayStore,
-    Series,
-    clock_ms,
-)
+from alphagen_core.sim.faults import SERVER_ERRORS
+from alphagen_core.sim.polygon.day_index import MINUTE_MS, Contract, Day, Series
+from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.quotes import OPTION_EXCHANGE, bid_ask, quote_path
 
 log = logging.getLogger(__name__)
@@ -141,36 +135,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class RestApi:
-    """Answers the REST requests from ``data`` on ``clock``, with ``faults`` (latency, 5xx,
-    rate limit). ``base_url`` gives the server's address for ``next_url`` links."""
+    """Answers the REST requests from ``served``, with its faults (latency, 5xx, rate
+    limit). ``base_url`` gives the server's address for ``next_url`` links."""
 
-    def __init__(
-        self,
-        data: DayStore,
-        clock: Clock,
-        faults: Faults,
-        *,
-        api_key: str,
-        stats: collections.Counter[str],
-        half_spread: float,
-        quotes_per_minute: int,
-        base_url: Callable[[], str],
-    ) -> None:
-        self.data = data
-        self.clock = clock
-        self.faults = faults
-        self.stats = stats
-        self.half_spread = half_spread
-        self.quotes_per_minute = quotes_per_minute
-        self._api_key = api_key
+    def __init__(self, served: ServedMarket, base_url: Callable[[], str]) -> None:
+        self.served = served
         self._base_url = base_url
         self._lock = threading.Lock()
-        self._rest_rng: random.Random = faults.rng("rest")
+        self._rest_rng: random.Random = served.faults.rng("rest")
         self._admitted: collections.deque[float] = collections.deque()
         self._request_no = 0
-
-    def _now_ms(self) -> int:
-        return clock_ms(self.clock)
 
     def _next_request_id(self) -> str:
         with self._lock:
@@ -188,7 +162,7 @@ class RestApi:
             status, body = 500, {"status": "ERROR", "error": "Internal server error"}
         body.setdefault("request_id", request_id)
         payload = json.dumps(body, separators=(",", ":")).encode()
-        self.stats[f"http_{status}"] += 1
+        self.served.stats[f"http_{status}"] += 1
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
@@ -201,7 +175,7 @@ class RestApi:
     def _route(self, h: _Handler, request_id: str) -> tuple[int, dict[str, Any]]:
         parts = urlsplit(h.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        f = self.faults
+        f = self.served.faults
         if f.latency_s > 0:
             time.sleep(f.latency_s)
         auth = h.headers.get("Authorization", "")
@@ -209,7 +183,7 @@ class RestApi:
         query.pop("apiKey", None)
         if not key:
             raise _HTTPError(401, {"status": "ERROR", "error": "API Key was not provided"})
-        if key != self._api_key:
+        if key != self.served.api_key:
             REDACTOR.add(key)
             raise _HTTPError(401, {"status": "ERROR", "error": "Unknown API Key"})
         with self._lock:
@@ -241,7 +215,7 @@ class RestApi:
         raise _HTTPError(404, {"status": "NOT_FOUND", "message": "Not found"})
 
     def _series(self, ticker: str, date: dt.date) -> Series | None:
-        day = self.data.get(date)
+        day = self.served.data.get(date)
         if day is None:
             return None
         return (day.options if ticker.startswith("O:") else day.equity).get(ticker)
@@ -252,7 +226,7 @@ class RestApi:
         lo, hi = _parse_bound(frm, end=False), _parse_bound(to, end=True)
         limit = _int_param(q, "limit", 5000, 1, 50000)
         desc = q.get("sort", "asc").lower() == "desc"
-        now_ms = self._now_ms()
+        now_ms = self.served.now_ms()
         hi_ended = min(hi, now_ms - MINUTE_MS)  # no look-ahead: only bars whose window ended
         results: list[dict[str, Any]] = []
         if hi_ended >= lo:
@@ -303,7 +277,7 @@ class RestApi:
     def _last_quote(self, series: Series, now_ms: int) -> tuple[int, float] | None:
         i = bisect.bisect_right(series.starts, now_ms) - 1
         while i >= 0:
-            times = [(t, p) for t, p in quote_path(series.bars[i], self.quotes_per_minute) if t <= now_ms]
+            times = [(t, p) for t, p in quote_path(series.bars[i], self.served.quotes_per_minute) if t <= now_ms]
             if times:
                 return times[-1]
             i -= 1
@@ -335,7 +309,7 @@ class RestApi:
             quote = self._last_quote(series, now_ms)
             if quote is not None:
                 t, price = quote
-                bid, ask = bid_ask(price, self.half_spread)
+                bid, ask = bid_ask(price, self.served.half_spread)
                 snap["last_quote"] = {
                     "bid": bid, "ask": ask, "bid_size": 10, "ask_size": 10,
                     "midpoint": round((bid + ask) / 2, 4), "last_updated": t * 1_000_000,
@@ -353,7 +327,7 @@ class RestApi:
         trading day, else ``closed``; ``serverTime`` in whole seconds, New York time."""
         from alphagen_core.domain.calendar import is_trading_day, session
 
-        now = self.clock.now().astimezone(NY).replace(microsecond=0)
+        now = self.served.clock.now().astimezone(NY).replace(microsecond=0)
         market = "closed"
         if is_trading_day(now.date()):
             s = session(now.date())
@@ -369,7 +343,7 @@ class RestApi:
         }
 
     def _today(self, now_ms: int) -> Day | None:
-        return self.data.get(dt.datetime.fromtimestamp(now_ms / 1000, NY).date())
+        return self.served.data.get(dt.datetime.fromtimestamp(now_ms / 1000, NY).date())
 
     def _chain(self, underlying: str, q: dict[str, str]) -> dict[str, Any]:
         offset = 0
@@ -380,7 +354,7 @@ class RestApi:
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise _HTTPError(400, {"status": "ERROR", "error": "invalid cursor"}) from None
         limit = _int_param(q, "limit", 10, 1, 250)
-        now_ms = self._now_ms()
+        now_ms = self.served.now_ms()
         day = self._today(now_ms)
         contracts = [] if day is None else [c for c in day.contracts.values() if c.underlying == underlying]
         contracts = [c for c in contracts if self._matches(c, q)]
@@ -421,7 +395,7 @@ class RestApi:
         return not ctype or ctype == c.right
 
     def _contract(self, underlying: str, ticker: str) -> tuple[int, dict[str, Any]]:
-        now_ms = self._now_ms()
+        now_ms = self.served.now_ms()
         day = self._today(now_ms)
         c = None if day is None else day.contracts.get(ticker)
         if day is None or c is None or c.underlying != underlying:

@@ -24,6 +24,7 @@ from alphagen_core.domain.clock import NY, Clock, SimClock
 from alphagen_core.operations.redaction import REDACTOR
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.polygon.day_index import DayStore
+from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.rest import RestApi, RestServer
 from alphagen_core.sim.polygon.websocket import WebsocketApi
 
@@ -77,15 +78,11 @@ class PolygonStandIn:
         REDACTOR.add(self._api_key)
         # counters for tests and logs
         self.stats: collections.Counter[str] = collections.Counter()
-        self.rest = RestApi(
-            self.data, clock, self.faults, api_key=self._api_key, stats=self.stats,
-            half_spread=half_spread, quotes_per_minute=quotes_per_minute,
-            base_url=lambda: self.rest_url,
+        served = ServedMarket(
+            self.data, clock, self.faults, self._api_key, self.stats, half_spread, quotes_per_minute
         )
-        self.websocket = WebsocketApi(
-            self.data, clock, self.faults, api_key=self._api_key, stats=self.stats,
-            half_spread=half_spread, quotes_per_minute=quotes_per_minute,
-        )
+        self.rest = RestApi(served, base_url=lambda: self.rest_url)
+        self.websocket = WebsocketApi(served)
         self._http: RestServer | None = None
         self._http_thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import contextlib
 import datetime as dt
 import json
@@ -22,37 +21,21 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from alphagen_core.domain.clock import NY, Clock
+from alphagen_core.domain.clock import NY
 from alphagen_core.operations.redaction import REDACTOR, redacting_logger
-from alphagen_core.sim.faults import Faults
-from alphagen_core.sim.polygon.day_index import MINUTE_MS, DayStore, clock_ms
+from alphagen_core.sim.polygon.day_index import MINUTE_MS
+from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.quotes import OPTION_EXCHANGE, bid_ask, quote_path
 
 
 class WebsocketApi:
-    """Serves the two websocket clusters from ``data`` on ``clock``; ``open_connections``
-    are the live ones (a stop aborts those that do not close)."""
+    """Serves the two websocket clusters from ``served``; ``open_connections`` are the live
+    ones (a stop aborts those that do not close)."""
 
-    def __init__(
-        self,
-        data: DayStore,
-        clock: Clock,
-        faults: Faults,
-        *,
-        api_key: str,
-        stats: collections.Counter[str],
-        half_spread: float,
-        quotes_per_minute: int,
-    ) -> None:
-        self.data = data
-        self.clock = clock
-        self.faults = faults
-        self.stats = stats
-        self.half_spread = half_spread
-        self.quotes_per_minute = quotes_per_minute
+    def __init__(self, served: ServedMarket) -> None:
+        self.served = served
         self.open_connections: set[ServerConnection] = set()
         self.drops = 0  # drops and stalls so far, all connections (only touched on the loop)
-        self._api_key = api_key
         self._connections = 0
         self._logger = redacting_logger(__name__ + ".websockets")
 
@@ -62,9 +45,6 @@ class WebsocketApi:
             ping_interval=20, ping_timeout=20, close_timeout=1,
         )
 
-    def now_ms(self) -> int:
-        return clock_ms(self.clock)
-
     async def _handle(self, conn: ServerConnection) -> None:
         path = urlsplit(conn.request.path).path.strip("/") if conn.request else ""
         if path not in ("stocks", "options"):
@@ -73,7 +53,7 @@ class WebsocketApi:
         self._connections += 1
         conn_no = self._connections
         self.open_connections.add(conn)
-        self.stats[f"ws_connections_{path}"] += 1
+        self.served.stats[f"ws_connections_{path}"] += 1
         try:
             await conn.send(json.dumps([{"ev": "status", "status": "connected", "message": "Connected Successfully"}]))
             if not await self._auth(conn):
@@ -100,12 +80,12 @@ class WebsocketApi:
             if not isinstance(msg, dict) or msg.get("action") != "auth":
                 await conn.send(json.dumps([{"ev": "status", "status": "error", "message": "not authorized"}]))
                 continue
-            if msg.get("params") == self._api_key:
+            if msg.get("params") == self.served.api_key:
                 await conn.send(json.dumps([{"ev": "status", "status": "auth_success", "message": "authenticated"}]))
                 return True
             if isinstance(msg.get("params"), str) and msg["params"]:
                 REDACTOR.add(msg["params"])
-            self.stats["ws_auth_failed"] += 1
+            self.served.stats["ws_auth_failed"] += 1
             await conn.send(json.dumps([{"ev": "status", "status": "auth_failed", "message": "authentication failed"}]))
             await conn.close(1008, "authentication failed")
             return False
@@ -115,7 +95,7 @@ class WebsocketApi:
         events: list[tuple[int, str, dict[str, Any]]] = []
         dates = {dt.datetime.fromtimestamp(x / 1000, NY).date() for x in (a, b)}
         for date in sorted(dates):
-            day = self.data.get(date)
+            day = self.served.data.get(date)
             if day is None:
                 continue
             if market == "stocks":
@@ -136,9 +116,9 @@ class WebsocketApi:
                     i = bisect.bisect_right(series.starts, a - MINUTE_MS)
                     j = bisect.bisect_right(series.starts, b)
                     for bar in series.bars[i:j]:
-                        for t, price in quote_path(bar, self.quotes_per_minute):
+                        for t, price in quote_path(bar, self.served.quotes_per_minute):
                             if a < t <= b:
-                                bid, ask = bid_ask(price, self.half_spread)
+                                bid, ask = bid_ask(price, self.served.half_spread)
                                 size = max(1, int(bar.v // 10) + 1)
                                 events.append((t, sym, {
                                     "ev": "Q", "sym": sym, "bx": OPTION_EXCHANGE, "ax": OPTION_EXCHANGE,
@@ -159,8 +139,8 @@ class _WsSession:
         self.conn = conn
         self.market = market
         self.subs: set[str] = set()
-        self.faults = api.faults
-        self.rng = api.faults.rng("ws", market, conn_no)
+        self.faults = api.served.faults
+        self.rng = api.served.faults.rng("ws", market, conn_no)
         self.sent = 0
         self.seq = 0
         self.held: str | None = None
@@ -202,10 +182,10 @@ class _WsSession:
             ))
 
     async def _send_loop(self) -> None:
-        cursor = self.api.now_ms()
+        cursor = self.api.served.now_ms()
         while not self.finished:
             await asyncio.sleep(0.01)
-            now = self.api.now_ms()
+            now = self.api.served.now_ms()
             if now <= cursor or not self.subs:
                 cursor = max(cursor, now)
                 continue
@@ -231,14 +211,14 @@ class _WsSession:
         await self._send(frame)
         if self.held is not None and not self.finished:
             held, self.held = self.held, None
-            self.api.stats["ws_out_of_order"] += 1
+            self.api.served.stats["ws_out_of_order"] += 1
             await self._send(held)
         if f.duplicate_rate and not self.finished and rng.random() < f.duplicate_rate:
-            self.api.stats["ws_duplicates"] += 1
+            self.api.served.stats["ws_duplicates"] += 1
             await self._send(frame)
 
     def _malformed(self, frame: str, event: dict[str, Any], kind: str) -> str:
-        self.api.stats["ws_malformed"] += 1
+        self.api.served.stats["ws_malformed"] += 1
         if kind == "truncated":
             return frame[: max(1, len(frame) // 2)]
         if kind == "not_a_list":
@@ -256,7 +236,7 @@ class _WsSession:
     async def _send(self, frame: str) -> None:
         await self.conn.send(frame)
         self.sent += 1
-        self.api.stats[f"ws_frames_{self.market}"] += 1
+        self.api.served.stats[f"ws_frames_{self.market}"] += 1
         f = self.faults
         stall = f.stall_after_messages is not None and self.sent >= f.stall_after_messages
         drop = f.drop_after_messages is not None and self.sent >= f.drop_after_messages
@@ -267,7 +247,7 @@ class _WsSession:
     async def _drop(self) -> None:
         self.finished = True
         f = self.faults
-        self.api.stats["ws_drops"] += 1
+        self.api.served.stats["ws_drops"] += 1
         transport = self.conn.transport
         if f.half_close:
             if transport.can_write_eof():
@@ -282,7 +262,7 @@ class _WsSession:
 
     async def _stall(self) -> None:
         self.finished = True
-        self.api.stats["ws_stalls"] += 1
+        self.api.served.stats["ws_stalls"] += 1
         self.conn.transport.pause_reading()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.wait_closed(), 120)

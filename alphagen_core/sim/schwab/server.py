@@ -193,16 +193,10 @@ class SchwabStandIn:
     def set_position(self, symbol: str, quantity: int, avg_price: float) -> None:
         self.account.set_position(symbol, quantity, avg_price)
 
-    def inject(
-        self,
-        kind: str,
-        *,
-        method: str | None = None,
-        path_contains: str | None = None,
-        count: int = 1,
-    ) -> None:
-        """Script `kind` for the next `count` requests matching method/path (in order)."""
-        self.request_faults.inject(kind, method=method, path_contains=path_contains, count=count)
+    def inject(self, kind: str, **match: Any) -> None:
+        """Script `kind` for the next requests that match (`RequestFaults.inject`: method,
+        path_contains, count)."""
+        self.request_faults.inject(kind, **match)
 
     def clear_injected(self) -> None:
         self.request_faults.clear_injected()
