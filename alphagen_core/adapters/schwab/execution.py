@@ -40,6 +40,7 @@ import structlog
 from schwab.client import Client
 from schwab.utils import Utils
 
+from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.adapters.schwab.errors import (
     SchwabAPIError,
     SchwabAuthError,
@@ -47,7 +48,6 @@ from alphagen_core.adapters.schwab.errors import (
     SchwabUnavailable,
 )
 from alphagen_core.adapters.schwab.session import SchwabSession, error_detail, response_json
-from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import (
     Action,

@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 from schwab.client import Client
 
+from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.adapters.schwab.errors import SchwabAPIError
 from alphagen_core.adapters.schwab.session import SchwabSession, response_json
-from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import Bar, OptionQuote
 from alphagen_core.domain.symbols import (

@@ -46,8 +46,8 @@ from alphagen_core.domain.clock import NY
 from alphagen_core.operations.redaction import REDACTOR
 from alphagen_core.sim.faults import SERVER_ERRORS
 from alphagen_core.sim.polygon.day_index import MINUTE_MS, Contract, Day, Series
-from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.quotes import OPTION_EXCHANGE, bid_ask, quote_path
+from alphagen_core.sim.polygon.served import ServedMarket
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ replaying a day's flat files on a sim clock, so that the official ``massive`` cl
 against it unchanged.
 
 This module starts and stops the two servers; what they answer is in `rest` and
-`websocket`, the data in `day_index` and the quotes made up from it in `quotes`.
+`websocket` (both from one `served.ServedMarket`), the data in `day_index` and the quotes
+made up from it in `quotes`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from alphagen_core.domain.clock import NY, Clock, SimClock
 from alphagen_core.operations.redaction import REDACTOR
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.polygon.day_index import DayStore
-from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.rest import RestApi, RestServer
+from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.websocket import WebsocketApi
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed
 from alphagen_core.domain.clock import NY
 from alphagen_core.operations.redaction import REDACTOR, redacting_logger
 from alphagen_core.sim.polygon.day_index import MINUTE_MS
-from alphagen_core.sim.polygon.served import ServedMarket
 from alphagen_core.sim.polygon.quotes import OPTION_EXCHANGE, bid_ask, quote_path
+from alphagen_core.sim.polygon.served import ServedMarket
 
 
 class WebsocketApi:
