@@ -556,7 +556,8 @@ def doctor(mode: str | None, min_free_gb: float) -> None:
 @main.command("schwab-login")
 def schwab_login() -> None:
     """Sign in to Schwab once (OAuth in the browser); stores the token at SCHWAB_TOKEN_PATH (0600)."""
-    from alphagen_core.adapters.schwab.auth import SchwabAuthError, login_from_settings
+    from alphagen_core.adapters.schwab.auth import login_from_settings
+    from alphagen_core.adapters.schwab.errors import SchwabAuthError
     from alphagen_core.operations.settings import get_settings
 
     try:

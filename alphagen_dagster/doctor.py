@@ -128,7 +128,7 @@ def _import_what_checks_use() -> None:
 
     for name in ("httpx", "websockets.sync.client", "dagster", "dagster._daemon.controller",
                  "dagster._core.scheduler.instigation", "alphagen_core.persistence.store",
-                 "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.auth",
+                 "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.session",
                  "alphagen_core.adapters.schwab.execution", "alphagen_core.adapters.schwab.market_data",
                  "alphagen_core.adapters.schwab.ratelimit", "boto3", "botocore.config"):
         importlib.import_module(name)
@@ -221,11 +221,8 @@ def check_token(ctx: Context) -> tuple[Status, str]:
     """The token file is there and its refresh token (7 days from the sign-in) has time left."""
     if not ctx.uses_schwab:
         return Status.SKIP, "Schwab is not used (broker paper, data polygon)"
-    from alphagen_core.adapters.schwab.auth import (
-        LOGIN_COMMAND,
-        SchwabAuthError,
-        TokenStore,
-    )
+    from alphagen_core.adapters.schwab.errors import LOGIN_COMMAND, SchwabAuthError
+    from alphagen_core.adapters.schwab.tokens import TokenStore
     from alphagen_core.adapters.schwab.config import REFRESH_TOKEN_LIFETIME_S
 
     try:
@@ -350,7 +347,7 @@ def _ws_handshake(url: str, key: str, timeout_s: float) -> tuple[Status, str]:
 
 
 def _schwab_session(ctx: Context):
-    from alphagen_core.adapters.schwab.auth import SchwabSession
+    from alphagen_core.adapters.schwab.session import SchwabSession
     from alphagen_core.adapters.schwab.config import SchwabConfig
     from alphagen_core.adapters.schwab.ratelimit import RetryPolicy
 

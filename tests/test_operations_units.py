@@ -91,7 +91,7 @@ def test_secrets_are_masked_by_one_redactor_in_json_log_lines(tmp_path):
 import logging, structlog
 from alphagen_core.operations.logs import configure_logging, bind
 from alphagen_core.adapters.polygon.config import redacting_logger
-from alphagen_core.adapters.schwab.auth import REDACTOR as schwab_redactor, install_log_redaction
+from alphagen_core.adapters.schwab.redaction import REDACTOR as schwab_redactor, install_log_redaction
 from alphagen_core.operations.redaction import REDACTOR
 assert schwab_redactor is REDACTOR
 configure_logging("json")

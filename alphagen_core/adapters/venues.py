@@ -23,7 +23,7 @@ from alphagen_core.operations.settings import Settings
 
 def market_data_client(settings: Settings) -> MarketDataClient:
     if settings.alphagen_data_provider == "schwab":
-        from alphagen_core.adapters.schwab.auth import SchwabSession
+        from alphagen_core.adapters.schwab.session import SchwabSession
         from alphagen_core.adapters.schwab.market_data import SchwabMarketData
 
         return SchwabMarketData(SchwabSession.from_settings(settings))
@@ -40,7 +40,7 @@ def execution_client(settings: Settings, market: MarketDataClient, clock: Clock)
         from alphagen_core.adapters.paper.execution import PaperExecution
 
         return PaperExecution(market, clock)
-    from alphagen_core.adapters.schwab.auth import SchwabSession
+    from alphagen_core.adapters.schwab.session import SchwabSession
     from alphagen_core.adapters.schwab.execution import SchwabExecution
 
     return SchwabExecution(SchwabSession.from_settings(settings), live_enabled=settings.live_enabled)
@@ -81,10 +81,8 @@ def session_market_data(settings: Settings, quotes: MarketDataClient, clock: Clo
         yield quotes
         return
     from alphagen_core.adapters.polygon.config import PolygonConfig
-    from alphagen_core.adapters.polygon.market_data import (
-        PolygonMarketData,
-        PolygonStream,
-    )
+    from alphagen_core.adapters.polygon.market_data import PolygonMarketData
+    from alphagen_core.adapters.polygon.stream import PolygonStream
 
     config = PolygonConfig.from_settings(settings)
     with PolygonMarketData(config, clock=clock) as rest_bars:

@@ -15,7 +15,7 @@ __all__ = ["Faults", "PolygonStandIn"]
 
 def __getattr__(name: str) -> Any:
     if name == "PolygonStandIn":
-        from alphagen_core.sim.polygon_server import PolygonStandIn
+        from alphagen_core.sim.polygon import PolygonStandIn
 
         return PolygonStandIn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

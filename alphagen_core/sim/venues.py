@@ -19,8 +19,8 @@ from alphagen_core.application.replay import quotes_by_minute
 from alphagen_core.domain.calendar import session
 from alphagen_core.domain.clock import SimClock
 from alphagen_core.sim.faults import Faults
-from alphagen_core.sim.polygon_server import OPEN_ONLY, PolygonStandIn
-from alphagen_core.sim.schwab_server import QuoteBook, SchwabStandIn
+from alphagen_core.sim.polygon import OPEN_ONLY, PolygonStandIn
+from alphagen_core.sim.schwab import QuoteBook, SchwabStandIn
 
 
 @dataclass

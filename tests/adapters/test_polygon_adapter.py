@@ -13,16 +13,13 @@ import pytest
 from pydantic import SecretStr
 
 from alphagen_core.adapters.polygon.config import PolygonConfig, ws_endpoint
-from alphagen_core.adapters.polygon.market_data import (
-    PolygonAuthError,
-    PolygonMarketData,
-    PolygonStream,
-)
+from alphagen_core.adapters.polygon.market_data import PolygonAuthError, PolygonMarketData
+from alphagen_core.adapters.polygon.stream import PolygonStream
 from alphagen_core.domain.clock import SimClock
 from alphagen_core.domain.models import MINUTE, Bar, OptionQuote, Right
 from alphagen_core.operations.settings import load_settings
 from alphagen_core.sim import Faults
-from alphagen_core.sim.polygon_server import PolygonStandIn
+from alphagen_core.sim.polygon import PolygonStandIn
 from tests.adapters.test_polygon_standin import (
     DAY,
     FROZEN,

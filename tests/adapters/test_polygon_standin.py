@@ -32,7 +32,7 @@ from alphagen_core.domain.clock import (
     clock_from_env,
 )
 from alphagen_core.sim import Faults
-from alphagen_core.sim.polygon_server import PolygonStandIn
+from alphagen_core.sim.polygon import PolygonStandIn
 from alphagen_core.sim.sample import generate
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from schwab.utils import Utils
 
 from alphagen_core.domain.clock import NY
 from alphagen_core.sim.faults import Faults
-from alphagen_core.sim.schwab_server import QuoteBook, SchwabFaults, SchwabStandIn
+from alphagen_core.sim.schwab import QuoteBook, SchwabFaults, SchwabStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

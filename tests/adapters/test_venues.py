@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alphagen_core.adapters.polygon.market_data import PolygonMarketData
-from alphagen_core.adapters.schwab.auth import SchwabAuthError
+from alphagen_core.adapters.schwab.errors import SchwabAuthError
 from alphagen_core.adapters.venues import market_data_client
 from alphagen_core.operations.settings import Settings
 

@@ -17,7 +17,7 @@ import pytest
 import structlog.testing
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
-from alphagen_core.adapters.schwab.auth import write_private_file
+from alphagen_core.adapters.schwab.tokens import write_private_file
 from alphagen_core.domain.calendar import NY
 from alphagen_core.operations.settings import load_settings
 from alphagen_core.sim.days import write_sim_day

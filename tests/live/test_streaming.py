@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from alphagen_core.adapters.polygon.market_data import PolygonMarketData, PolygonStream
+from alphagen_core.adapters.polygon.market_data import PolygonMarketData
+from alphagen_core.adapters.polygon.stream import PolygonStream
 from alphagen_core.application.streaming import (
     SPOOL_ALIVE,
     BarSpool,

@@ -1,44 +1,33 @@
-"""Polygon (Massive) live market data through the official ``massive`` clients.
+"""`PolygonMarketData`: the MarketDataClient over Polygon (Massive) REST, through the
+official ``massive.RESTClient``: minute bars and option snapshots.
 
-- ``PolygonMarketData``: REST (``massive.RESTClient``) minute bars and option snapshots.
-- ``PolygonStream``: minute bars (``AM``) and option quotes (``Q``) over the websockets
-  (``massive.WebSocketClient``), supervised, with REST backfill of missed minutes.
-
-Rules applied here:
-- A bar is delivered only after its window ended (``bar.end <= clock.now()``); REST may hand
+- A bar is returned only after its window ended (``bar.end <= clock.now()``); REST may hand
   out the minute still forming, which is dropped.
-- Bars reach the caller strictly in time order, each minute once: a bar not after the last
-  delivered one is rejected ("duplicate" when it repeats the last minute, "out_of_order"
-  when it is older), and a gap (after a reconnect, or a live bar more than a minute after
-  the last) is first filled from REST ``minute_bars``.
-- Malformed messages, crossed or non-positive quotes are rejected with a recorded reason;
-  nothing stops the stream but a rejected API key.
+- Unusable snapshots (crossed or non-positive quotes, bad tickers) are skipped with a warning.
 - The API key is never logged and never put in an exception's text.
+
+The websocket stream is `stream.PolygonStream`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import math
-import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
-from massive import RESTClient, WebSocketClient
-from massive.exceptions import AuthError, BadResponse
-from massive.websocket.models import EquityAgg, EquityQuote
+from massive import RESTClient
+from massive.exceptions import BadResponse
 
 from alphagen_core.adapters.polygon.config import (
     PolygonConfig,
     redact,
     redacting_logger,
 )
-from alphagen_core.application.interfaces import MarketDataClient
 from alphagen_core.domain import calendar
 from alphagen_core.domain.clock import NY, Clock, WallClock
 from alphagen_core.domain.models import MINUTE, Bar, OptionQuote
@@ -47,9 +36,7 @@ from alphagen_core.domain.symbols import OptionSymbolError, parse_polygon
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_OPTION_SUBSCRIPTIONS = 1000  # Polygon's limit per connection
-_MASSIVE_LOGGERS = ("WebSocketClient", "RESTClient")
-_OK_STATUSES = {"connected", "auth_success", "success"}
+MASSIVE_LOGGERS = ("WebSocketClient", "RESTClient")
 
 
 class PolygonError(RuntimeError):
@@ -64,15 +51,12 @@ class PolygonNotFound(PolygonError):
     """Polygon answered 404 (unknown ticker or contract)."""
 
 
-def _finite(x: Any) -> bool:
+def is_finite_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _ny_from_ms(ms: int) -> dt.datetime:
+def ny_from_ms(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, NY)
-
-
-# ---- REST -------------------------------------------------------------------------------------
 
 
 class PolygonMarketData:
@@ -102,7 +86,7 @@ class PolygonMarketData:
         self._regular_only = regular_session_only
         key = config.api_key.get_secret_value()
         self._key = key
-        for name in _MASSIVE_LOGGERS:
+        for name in MASSIVE_LOGGERS:
             redacting_logger(name, key)
         redacting_logger("urllib3.connectionpool", key)
         self._client = RESTClient(
@@ -185,10 +169,10 @@ class PolygonMarketData:
         bars: dict[dt.datetime, Bar] = {}
         for agg in aggs:
             values = (agg.open, agg.high, agg.low, agg.close, agg.volume)
-            if not isinstance(agg.timestamp, int) or not all(_finite(v) for v in values):
+            if not isinstance(agg.timestamp, int) or not all(is_finite_number(v) for v in values):
                 log.warning("polygon: skipped a malformed %s aggregate", symbol)
                 continue
-            start = _ny_from_ms(agg.timestamp)
+            start = ny_from_ms(agg.timestamp)
             if start.date() != session_date or start + MINUTE > now:
                 continue  # another day, or the minute still forming (look-ahead)
             if lo is not None and hi is not None and not lo <= start < hi:
@@ -196,8 +180,8 @@ class PolygonMarketData:
             bars[start] = Bar(
                 symbol=symbol, start=start, open=float(agg.open), high=float(agg.high),
                 low=float(agg.low), close=float(agg.close), volume=float(agg.volume),
-                vwap=float(agg.vwap) if _finite(agg.vwap) else None,
-                transactions=int(agg.transactions) if _finite(agg.transactions) else None,
+                vwap=float(agg.vwap) if is_finite_number(agg.vwap) else None,
+                transactions=int(agg.transactions) if is_finite_number(agg.transactions) else None,
             )
         return [bars[k] for k in sorted(bars)]
 
@@ -238,7 +222,7 @@ class PolygonMarketData:
         if not isinstance(ticker, str) or lq is None:
             return None
         bid, ask = lq.bid, lq.ask
-        if not (_finite(bid) and _finite(ask)) or ask <= 0 or bid < 0 or bid > ask:
+        if not (is_finite_number(bid) and is_finite_number(ask)) or ask <= 0 or bid < 0 or bid > ask:
             log.warning("polygon: skipped an unusable quote of %s", ticker)
             return None
         try:
@@ -248,436 +232,16 @@ class PolygonMarketData:
             return None
         updated = lq.last_updated
         start = (
-            dt.datetime.fromtimestamp(updated / 1e9, NY) if _finite(updated) and updated > 0
+            dt.datetime.fromtimestamp(updated / 1e9, NY) if is_finite_number(updated) and updated > 0
             else self.clock.now()
         )
         last = getattr(getattr(snap, "last_trade", None), "price", None)
         day = getattr(snap, "day", None)
-        if not _finite(last):
+        if not is_finite_number(last):
             last = getattr(day, "close", None)
         volume = getattr(day, "volume", None)
         return OptionQuote(
             symbol=ticker, contract=contract, start=start, bid=float(bid), ask=float(ask),
-            last=float(last) if _finite(last) else None,
-            volume=float(volume) if _finite(volume) else None,
+            last=float(last) if is_finite_number(last) else None,
+            volume=float(volume) if is_finite_number(volume) else None,
         )
-
-
-# ---- websocket stream ---------------------------------------------------------------------------
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _bar_from_am(d: dict[str, Any]) -> Bar:
-    agg = EquityAgg.from_dict(d)
-    sym = agg.symbol if isinstance(agg.symbol, str) and agg.symbol else None
-    label = f"AM {sym or '?'}"
-    if sym is None:
-        raise _Reject("malformed", "AM without a symbol")
-    fields = {"s": agg.start_timestamp, "o": agg.open, "h": agg.high, "l": agg.low, "c": agg.close, "v": agg.volume}
-    missing = [k for k, v in fields.items() if v is None]
-    if missing:
-        raise _Reject("malformed", f"{label}: missing {', '.join(missing)}")
-    bad = [k for k, v in fields.items() if not _finite(v)]
-    if bad or not isinstance(agg.start_timestamp, int):
-        raise _Reject("malformed", f"{label}: non-numeric {', '.join(bad or ['s'])}")
-    o, h, lo, c, v = (float(x) for x in (agg.open, agg.high, agg.low, agg.close, agg.volume))
-    if v < 0 or lo > min(o, c) + 1e-9 or h < max(o, c) - 1e-9 or lo <= 0:
-        raise _Reject("malformed", f"{label}: inconsistent prices or volume")
-    start = _ny_from_ms(agg.start_timestamp)
-    return Bar(
-        symbol=sym, start=start, open=o, high=h, low=lo, close=c, volume=v,
-        vwap=float(agg.vwap) if _finite(agg.vwap) else None,
-        day_vwap=float(agg.aggregate_vwap) if _finite(agg.aggregate_vwap) else None,
-    )
-
-
-def _quote_from_q(d: dict[str, Any]) -> OptionQuote:
-    q = EquityQuote.from_dict(d)
-    sym = q.symbol if isinstance(q.symbol, str) and q.symbol else None
-    if sym is None:
-        raise _Reject("malformed", "Q without a symbol")
-    try:
-        contract = parse_polygon(sym)
-    except OptionSymbolError as exc:
-        raise _Reject("malformed", f"Q: {exc}") from None
-    fields = {"bp": q.bid_price, "ap": q.ask_price, "t": q.timestamp}
-    missing = [k for k, v in fields.items() if v is None]
-    if missing:
-        raise _Reject("malformed", f"Q {sym}: missing {', '.join(missing)}")
-    bad = [k for k, v in fields.items() if not _finite(v)]
-    if bad:
-        raise _Reject("malformed", f"Q {sym}: non-numeric {', '.join(bad)}")
-    bid, ask = float(q.bid_price), float(q.ask_price)
-    if ask <= 0 or bid < 0:
-        raise _Reject("bad_quote", f"Q {sym}: non-positive ask or negative bid")
-    if bid > ask:
-        raise _Reject("crossed_quote", f"Q {sym}: bid {bid} above ask {ask}")
-    return OptionQuote(symbol=sym, contract=contract, start=_ny_from_ms(int(q.timestamp)), bid=bid, ask=ask)
-
-
-class PolygonStream:
-    """MarketDataStream over Polygon's websockets, run by the official massive client.
-
-    The massive client reconnects only a bounded number of times over one ``connect()`` and
-    ends quietly on a 1000/1001 close, so each connection here is one ``connect()`` with
-    ``max_reconnects=0`` and this class supervises it: reconnect with exponential backoff
-    (``backoff_s`` doubling, capped at ``max_backoff_s``, reset once a connection has lived
-    ``stable_after_s``), resubscribe, and backfill the missed minutes from REST before any
-    live bar. A half-open connection is noticed by websocket pings (``ping_interval_s`` +
-    ``ping_timeout_s``).
-
-    ``rejections`` lists (reason, detail) for every message dropped; ``events`` lists
-    (monotonic time, market, what) for connections and disconnections.
-    """
-
-    def __init__(
-        self,
-        config: PolygonConfig,
-        market_data: MarketDataClient | None = None,
-        clock: Clock | None = None,
-        *,
-        backoff_s: float = 0.2,
-        max_backoff_s: float = 3.0,
-        stable_after_s: float = 10.0,
-        open_timeout_s: float = 5.0,
-        ping_interval_s: float | None = 20.0,
-        ping_timeout_s: float | None = 20.0,
-        backfill_on_start: bool = True,
-        on_rejection: Callable[[str, str], None] | None = None,
-        max_rejections: int = 10_000,
-    ) -> None:
-        self.config = config
-        self.clock: Clock = clock or WallClock()
-        self._owns_market_data = market_data is None
-        self.market_data = market_data or PolygonMarketData(config, clock=self.clock)
-        self._key = config.api_key.get_secret_value()
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._stable_after_s = stable_after_s
-        self._open_timeout_s = open_timeout_s
-        self._ping_interval_s = ping_interval_s
-        self._ping_timeout_s = ping_timeout_s
-        self._backfill_on_start = backfill_on_start
-        self._on_rejection = on_rejection
-        self._max_rejections = max_rejections
-        self._ws_logger = redacting_logger(__name__ + ".websocket", self._key)
-        for name in _MASSIVE_LOGGERS:
-            redacting_logger(name, self._key)
-
-        self.rejections: list[tuple[str, str]] = []
-        self.events: list[tuple[float, str, str]] = []
-        self.backfilled = 0  # bars delivered from REST
-        self._connected_at: dict[str, float] = {}
-        self._watched: frozenset[str] = frozenset()
-        self._watch_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: dict[str, WebSocketClient] = {}
-        # delivery state (only touched on the stream's loop)
-        self._last_bar: dict[str, dt.datetime] = {}
-        self._last_quote: dict[str, tuple[dt.datetime, float, float]] = {}
-        self._need_backfill = backfill_on_start
-        self._on_bar: Callable[[Bar], None] = lambda bar: None
-        self._on_quote: Callable[[OptionQuote], None] = lambda quote: None
-
-    def __repr__(self) -> str:
-        return f"PolygonStream(stocks={self.config.stock_ws_url!r}, options={self.config.options_ws_url!r})"
-
-    # -- public API --------------------------------------------------------------------------
-
-    @property
-    def watched(self) -> frozenset[str]:
-        return self._watched
-
-    def watch(self, option_symbols: Iterable[str]) -> None:
-        symbols = list(dict.fromkeys(option_symbols))
-        for sym in symbols:
-            parse_polygon(sym)  # raises OptionSymbolError for a bad symbol
-        if len(symbols) > MAX_OPTION_SUBSCRIPTIONS:
-            raise ValueError(
-                f"Polygon streams at most {MAX_OPTION_SUBSCRIPTIONS} option contracts per connection"
-            )
-        with self._watch_lock:
-            self._watched = frozenset(symbols)
-            loop = self._loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._apply_watch)
-            except RuntimeError:  # the loop just closed
-                pass
-
-    def run(
-        self,
-        on_bar: Callable[[Bar], None],
-        on_quote: Callable[[OptionQuote], None],
-        stop: Callable[[], bool],
-    ) -> None:
-        """Stream until ``stop()`` is true (polled every 50 ms). Callbacks run on this
-        thread, in order. Raises PolygonAuthError if the key is rejected."""
-        self._on_bar, self._on_quote = on_bar, on_quote
-        try:
-            asyncio.run(self._main(stop))
-        finally:
-            if self._owns_market_data and isinstance(self.market_data, PolygonMarketData):
-                self.market_data.close()
-
-    # -- supervision --------------------------------------------------------------------------
-
-    async def _main(self, stop: Callable[[], bool]) -> None:
-        with self._watch_lock:
-            self._loop = asyncio.get_running_loop()
-        self._deliver_lock = asyncio.Lock()
-        self._stopping = asyncio.Event()
-        self._need_backfill = self._backfill_on_start or bool(self._last_bar)
-        tasks = [
-            asyncio.create_task(self._supervise("stocks"), name="polygon-stocks"),
-            asyncio.create_task(self._supervise("options"), name="polygon-options"),
-        ]
-        try:
-            while not stop() and not any(t.done() for t in tasks):
-                await asyncio.sleep(0.05)
-        finally:
-            self._stopping.set()
-            await self._close_clients()
-            _, pending = await asyncio.wait(tasks, timeout=3)
-            for task in pending:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            with self._watch_lock:
-                self._loop = None
-            self._connected_at.clear()
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
-
-    async def _close_clients(self) -> None:
-        """Close the open connections with a normal close frame (connect() then returns)."""
-        for client in list(self._clients.values()):
-            ws = client.websocket
-            if ws is None:
-                continue
-            try:
-                await asyncio.wait_for(ws.close(), 2)
-            except Exception:  # noqa: BLE001 - closing a broken connection is best effort
-                ws.transport.abort()
-
-    def _topics(self, market: str) -> list[str]:
-        if market == "stocks":
-            return [f"AM.{self.config.equity_ticker}"]
-        return sorted(f"Q.{s}" for s in self._watched)
-
-    def _apply_watch(self) -> None:
-        client = self._clients.get("options")
-        if client is None:
-            return
-        want = set(self._topics("options"))
-        have = set(client.scheduled_subs)
-        if want - have:
-            client.subscribe(*sorted(want - have))
-        if have - want:
-            client.unsubscribe(*sorted(have - want))
-
-    def _delays(self) -> Generator[float]:
-        delay = self._backoff_s
-        while True:
-            yield delay
-            delay = min(delay * 2, self._max_backoff_s)
-
-    def connected_at(self, market: str) -> float | None:
-        """time.monotonic() when the current connection to `market` came up; None while down."""
-        return self._connected_at.get(market)
-
-    def _event(self, market: str, what: str) -> None:
-        self.events.append((time.monotonic(), market, what))
-        if what == "connected":
-            self._connected_at[market] = time.monotonic()
-        elif not what.startswith("server status"):
-            self._connected_at.pop(market, None)
-        log.info("polygon %s websocket: %s", market, what)
-
-    async def _supervise(self, market: str) -> None:
-        endpoint = self.config.stocks_endpoint if market == "stocks" else self.config.options_endpoint
-        delays = self._delays()
-        first = True
-        while not self._stopping.is_set():
-            client = WebSocketClient(
-                api_key=self._key, feed=endpoint.feed, market=endpoint.market,
-                secure=endpoint.secure, raw=True, subscriptions=self._topics(market),
-                max_reconnects=0,
-            )
-            self._clients[market] = client
-            if market == "stocks" and not first:
-                self._need_backfill = True
-            started = time.monotonic()
-            connect = asyncio.create_task(client.connect(
-                lambda raw: self._on_frame(market, raw),
-                close_timeout=1,
-                logger=self._ws_logger,
-                open_timeout=self._open_timeout_s,
-                ping_interval=self._ping_interval_s,
-                ping_timeout=self._ping_timeout_s,
-                reconnect_delays=self._delays,
-            ))
-            monitor = asyncio.create_task(self._monitor(market, client, connect))
-            try:
-                await connect
-                reason = "closed by the server"
-            except AuthError:
-                self._event(market, "API key rejected")
-                raise PolygonAuthError(f"polygon {market} websocket: API key rejected") from None
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():  # we are being stopped
-                    connect.cancel()
-                    await asyncio.gather(connect, return_exceptions=True)
-                    raise
-                reason = f"no greeting or auth answer within {2 * self._open_timeout_s:g} s"
-            except Exception as exc:  # noqa: BLE001 - any connection failure means reconnect
-                reason = redact(f"{type(exc).__name__}: {exc}"[:200], self._key)
-            finally:
-                monitor.cancel()
-                self._clients.pop(market, None)
-                # massive leaves the socket open when connect() raises (e.g. on auth_failed)
-                if client.websocket is not None:
-                    client.websocket.transport.abort()
-            if self._stopping.is_set():
-                break
-            self._event(market, f"disconnected ({reason})")
-            if time.monotonic() - started >= self._stable_after_s:
-                delays = self._delays()
-            delay = next(delays)
-            first = False
-            try:
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
-
-    async def _monitor(self, market: str, client: WebSocketClient, connect: asyncio.Task[Any]) -> None:
-        """Notice when the connection is authenticated and subscribed, then backfill.
-
-        massive waits without a timeout for the server's greeting and auth answer; a server
-        that accepts the socket and then says nothing is cut off here."""
-        opened_at = None
-        while client.websocket is None or client.schedule_resub:
-            await asyncio.sleep(0.02)
-            if client.websocket is not None and opened_at is None:
-                opened_at = time.monotonic()
-            if opened_at is not None and time.monotonic() - opened_at > 2 * self._open_timeout_s:
-                connect.cancel()
-                return
-        self._event(market, "connected")
-        if market == "options":
-            self._apply_watch()
-        else:
-            async with self._deliver_lock:
-                if self._need_backfill:
-                    await self._backfill(self.config.equity_ticker, None, self.clock.now().date())
-
-    # -- messages ---------------------------------------------------------------------------------
-
-    def _reject(self, reason: str, detail: str) -> None:
-        detail = redact(detail, self._key)
-        self.rejections.append((reason, detail))
-        if len(self.rejections) > self._max_rejections:
-            del self.rejections[: len(self.rejections) - self._max_rejections]
-        log.warning("polygon stream rejected a message (%s): %s", reason, detail)
-        if self._on_rejection is not None:
-            try:
-                self._on_rejection(reason, detail)
-            except Exception:  # noqa: BLE001
-                log.exception("polygon stream: on_rejection callback failed")
-
-    async def _on_frame(self, market: str, raw: str | bytes) -> None:
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            self._reject("malformed", f"{market}: a frame that is not valid JSON ({len(raw)} bytes)")
-            return
-        if not isinstance(payload, list):
-            self._reject("malformed", f"{market}: a frame that is not a JSON list")
-            return
-        for item in payload:
-            if not isinstance(item, dict):
-                self._reject("malformed", f"{market}: an event that is not a JSON object")
-                continue
-            ev = item.get("ev")
-            try:
-                if ev == "status":
-                    status = item.get("status")
-                    if status not in _OK_STATUSES:
-                        self._event(market, f"server status {status}: {str(item.get('message'))[:200]}")
-                elif ev == "AM" and market == "stocks":
-                    await self._deliver_live_bar(_bar_from_am(item))
-                elif ev == "Q" and market == "options":
-                    self._deliver_quote(_quote_from_q(item))
-                else:
-                    self._reject("unexpected", f"{market}: event {str(ev)[:20]!r}")
-            except _Reject as rej:
-                self._reject(rej.reason, rej.detail)
-
-    async def _deliver_live_bar(self, bar: Bar) -> None:
-        async with self._deliver_lock:
-            last = self._last_bar.get(bar.symbol)
-            if last is not None and bar.start <= last:
-                reason = "duplicate" if bar.start == last else "out_of_order"
-                self._reject(reason, f"AM {bar.symbol} {bar.start:%Y-%m-%d %H:%M} is not after "
-                                     f"the last delivered bar {last:%H:%M}")
-                return
-            if bar.symbol == self.config.equity_ticker and (
-                self._need_backfill or (last is not None and bar.start - last > MINUTE)
-            ):
-                await self._backfill(bar.symbol, bar.start, bar.start.date())
-            self._emit_bar(bar)
-
-    async def _backfill(self, symbol: str, before: dt.datetime | None, session_date: dt.date) -> None:
-        """Deliver the REST bars after the last delivered one (and before ``before``).
-        Called with the delivery lock held."""
-        try:
-            bars = await asyncio.to_thread(self.market_data.minute_bars, symbol, session_date)
-        except Exception as exc:  # noqa: BLE001 - a failed backfill is recorded, live goes on
-            self._reject("backfill_failed", redact(f"{symbol} {session_date}: {type(exc).__name__}: {exc}"[:300], self._key))
-            return
-        self._need_backfill = False
-        now = self.clock.now()
-        count = 0
-        for bar in sorted(bars, key=lambda b: b.start):
-            last = self._last_bar.get(symbol)
-            if (last is not None and bar.start <= last) or (before is not None and bar.start >= before):
-                continue
-            if bar.end > now:
-                continue
-            self._emit_bar(bar)
-            count += 1
-        self.backfilled += count
-        if count:
-            log.info("polygon stream: backfilled %d %s bars from REST", count, symbol)
-
-    def _emit_bar(self, bar: Bar) -> None:
-        self._last_bar[bar.symbol] = bar.start
-        try:
-            self._on_bar(bar)
-        except Exception:  # noqa: BLE001 - the consumer's bug must not kill the feed
-            log.exception("polygon stream: on_bar callback failed")
-
-    def _deliver_quote(self, quote: OptionQuote) -> None:
-        if quote.symbol not in self._watched:
-            return  # a straggler from before an unsubscribe
-        last = self._last_quote.get(quote.symbol)
-        if last is not None:
-            if quote.start < last[0]:
-                self._reject("out_of_order", f"Q {quote.symbol} at {quote.start:%H:%M:%S.%f} is older "
-                                             f"than the last delivered quote")
-                return
-            if quote.start == last[0] and (quote.bid, quote.ask) == last[1:]:
-                self._reject("duplicate", f"Q {quote.symbol} at {quote.start:%H:%M:%S.%f} repeated")
-                return
-        self._last_quote[quote.symbol] = (quote.start, quote.bid, quote.ask)
-        try:
-            self._on_quote(quote)
-        except Exception:  # noqa: BLE001
-            log.exception("polygon stream: on_quote callback failed")

@@ -1,4 +1,5 @@
-"""Schwab adapters: OAuth sign-in and tokens (auth), market data, order execution.
+"""Schwab adapters: the first sign-in (auth), the token file (tokens), the session every call
+goes through (session, client), market data, order execution.
 
 schwab-py does OAuth, token refresh and the HTTP calls; we add routing to a stand-in,
 a shared client-side rate limiter, retries, safe order submission, the live gate and secret
@@ -14,17 +15,15 @@ Typical wiring::
 First sign-in (for the CLI's `alphagen schwab-login`): ``login(config)``.
 """
 
-from alphagen_core.adapters.schwab.auth import (
+from alphagen_core.adapters.schwab.auth import login, login_from_settings
+from alphagen_core.adapters.schwab.config import SchwabConfig
+from alphagen_core.adapters.schwab.errors import (
     REFRESH_EXPIRED_MESSAGE,
     SchwabAPIError,
     SchwabAuthError,
     SchwabError,
-    SchwabSession,
     SchwabUnavailable,
-    login,
-    login_from_settings,
 )
-from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.adapters.schwab.execution import (
     LiveTradingDisabledError,
     SchwabExecution,
@@ -37,6 +36,7 @@ from alphagen_core.adapters.schwab.ratelimit import (
     RetryPolicy,
     default_limiter,
 )
+from alphagen_core.adapters.schwab.session import SchwabSession
 
 __all__ = [
     "REFRESH_EXPIRED_MESSAGE",

@@ -77,7 +77,7 @@ class SchwabConfig:
 
     @property
     def is_loopback(self) -> bool:
-        """A local stand-in (sim/schwab_server.py), never a real broker."""
+        """A local stand-in (sim/schwab/), never a real broker."""
         return is_loopback_url(self.base_url)
 
     def secret_values(self) -> list[str]:

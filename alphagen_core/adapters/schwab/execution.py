@@ -4,7 +4,7 @@ Live gate. Schwab has no paper API; choosing paper or Schwab is done elsewhere
 (`alphagen_core.application.gate.route`). As a last line of defence this class refuses
 to be constructed unless ``settings.live_enabled`` is true (SCHWAB_PAPER=false *and* the
 confirmation phrase) or its base URL is a loopback address, i.e. the local stand-in
-(`alphagen_core/sim/schwab_server.py`) that tests and simulated sessions use.
+(`alphagen_core/sim/schwab/`) that tests and simulated sessions use.
 
 Orders are single-leg option LIMIT DAY orders, SELL_TO_OPEN or BUY_TO_CLOSE, with the price
 sent as a string rounded to the cent (schwab-py would truncate a float: 1.15 -> "1.14").
@@ -24,7 +24,7 @@ Residual risk, by design on the safe side: an unattributed identical order enter
 `LOOKUP_SLACK` before this submission (e.g. by a crashed previous process) is taken as ours,
 so we may send one order too few, never one too many.
 
-The account number is a secret: it is only used to pick the account hash (auth.py) and is
+The account number is a secret: it is only used to pick the account hash (session.py) and is
 never logged; order and account JSON (which contain it) are never logged or put in errors.
 """
 
@@ -40,16 +40,14 @@ import structlog
 from schwab.client import Client
 from schwab.utils import Utils
 
-from alphagen_core.adapters.schwab.auth import (
+from alphagen_core.adapters.schwab.config import SchwabConfig
+from alphagen_core.adapters.schwab.errors import (
     SchwabAPIError,
     SchwabAuthError,
     SchwabError,
-    SchwabSession,
     SchwabUnavailable,
-    error_detail,
-    response_json,
 )
-from alphagen_core.adapters.schwab.config import SchwabConfig
+from alphagen_core.adapters.schwab.session import SchwabSession, error_detail, response_json
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import (
     Action,

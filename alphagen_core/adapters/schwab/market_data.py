@@ -13,7 +13,7 @@
   returned (a bar is usable only after its window ends). Schwab sends no per-bar
   VWAP, so `vwap` is None.
 
-Every request shares the session's rate limiter and retries (auth.py, ratelimit.py).
+Every request shares the session's rate limiter and retries (session.py, ratelimit.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ from typing import Any
 import structlog
 from schwab.client import Client
 
-from alphagen_core.adapters.schwab.auth import (
-    SchwabAPIError,
-    SchwabSession,
-    response_json,
-)
 from alphagen_core.adapters.schwab.config import SchwabConfig
+from alphagen_core.adapters.schwab.errors import SchwabAPIError
+from alphagen_core.adapters.schwab.session import SchwabSession, response_json
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import Bar, OptionQuote
 from alphagen_core.domain.symbols import (

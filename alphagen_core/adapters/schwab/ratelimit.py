@@ -3,7 +3,7 @@
 Limiter. Schwab allows 120 requests per minute per app. `RateLimiter` is a sliding-window
 log: it admits a request only while fewer than `max_requests` were admitted in the last
 `period_s` (+ `margin_s`) seconds, and otherwise sleeps until the oldest one leaves the
-window. It is thread-safe and sits inside the HTTP transport (see auth.py), so market data,
+window. It is thread-safe and sits inside the HTTP transport (see client.py), so market data,
 trading and token refreshes all draw from the same budget, retries included. The small
 margin absorbs the delay between our clock stamping a request and Schwab receiving it, so
 the window measured at the server never holds more than 120 either.
