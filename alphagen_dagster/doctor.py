@@ -166,7 +166,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _redact(text: str, secrets: list[str]) -> str:
-    from alphagen_core.adapters.polygon.config import redact
+    from alphagen_core.operations.redaction import redact
 
     return redact(text, *secrets)
 
