@@ -30,7 +30,7 @@ from alphagen_core.persistence.rows import (
     quotes_from,
 )
 from alphagen_core.persistence.store import RowMeta, Store
-from alphagen_core.persistence.tables import ALL_TABLES, CONTROL_EVENTS, TABLES, Table
+from alphagen_core.persistence.tables import ALL_TABLES, CONTROL_EVENTS, META_COLUMNS, TABLES, Table
 from tests.builders import HALF_SPREAD, at
 from tests.test_engine_handbuilt import DAY, slices
 from tests.test_store import handbuilt_session
@@ -86,6 +86,10 @@ def contract_columns(table: Table) -> list[tuple[str, str, bool]]:
     with duckdb.connect() as con:  # DuckDB's own name of each type (TIMESTAMPTZ is TIMESTAMP WITH TIME ZONE)
         return [(c.name, con.execute(f"SELECT typeof(CAST(NULL AS {c.type}))").fetchone()[0], not c.not_null)
                 for c in table.all_columns]
+
+
+def test_the_audit_columns_the_store_adds_are_the_contracts() -> None:
+    assert tuple(META.columns()) == META_COLUMNS
 
 
 def test_the_store_creates_every_table_as_the_contract_says(tmp_path: Path) -> None:
