@@ -19,6 +19,9 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
     multi_asset,
 )
 
@@ -27,15 +30,15 @@ from alphagen_core.application.chart import write_day_chart
 from alphagen_core.application.replay import (
     SessionRun,
     build_slices,
-    equity_bar_rows,
-    option_quote_rows,
     run_session,
     tables_for,
 )
 from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
 from alphagen_core.domain.clock import Clock, clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
+from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
 from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
+from alphagen_core.persistence.tables import TABLES, Table
 from alphagen_dagster import dbt_process, stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
@@ -57,27 +60,27 @@ TABLE_DEPS: dict[str, list[str]] = {  # how each table's rows are derived
     "broker_positions": ["executions"],
     "position_state": ["normalized_ticks", "executions"],
 }
-TABLE_DESCRIPTIONS = {
-    "equity_bars": "Table 1: QQQ minute bars as received (bar start, NY time).",
-    "option_quotes": "Table 2: option quotes or minute aggregates (bid/ask = price -/+ half-spread).",
-    "broker_positions": "Table 3: position lines of the broker's snapshots.",
-    "normalized_ticks": "Table 4: one minute slice: bar, VWAP, MA9 and the quotes used.",
-    "position_state": "Table 5: the position after each slice.",
-    "signals": "Table 6: crossovers, acted on or dropped with the reason.",
-    "trade_intents": "Table 7: orders the strategy wants, with reason and brackets.",
-    "executions": "Table 8: order events at the broker, with fees and realized P/L.",
-}
-TABLE_SPECS = [
-    AssetSpec(
-        name,
+
+
+def table_asset_spec(table: Table, deps: list[str]) -> AssetSpec:
+    """A table as an asset: its description and column schema come from the table contract."""
+    columns = [
+        TableColumn(c.name, c.type, description=c.description,
+                    constraints=TableColumnConstraints(nullable=not c.not_null))
+        for c in table.all_columns
+    ]
+    return AssetSpec(
+        table.name,
         deps=deps,
         group_name=GROUP,
-        description=TABLE_DESCRIPTIONS[name],
+        description=table.description,
+        metadata={"dagster/column_schema": TableSchema(columns)},
         kinds={"duckdb"},
         skippable=False,
     )
-    for name, deps in TABLE_DEPS.items()
-]
+
+
+TABLE_SPECS = [table_asset_spec(TABLES[name], deps) for name, deps in TABLE_DEPS.items()]
 
 
 def replay_version(context: AssetExecutionContext) -> str:

@@ -389,13 +389,8 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
 def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
     """Write the day's chart (QQQ, VWAP, MA9, entries and exits) as a PNG."""
     from alphagen_core.application.chart import day_chart_png
-    from alphagen_core.domain.models import (
-        Action,
-        Execution,
-        NormalizedTick,
-        OrderStatus,
-    )
     from alphagen_core.operations.settings import get_settings
+    from alphagen_core.persistence.rows import executions_from, ticks_from
     from alphagen_core.persistence.store import Store
 
     settings = get_settings()
@@ -404,14 +399,9 @@ def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
     if ticks.is_empty():
         raise click.ClickException(f"no {mode} data for {for_date}: replay it first")
     execs = store.latest("executions", mode, for_date)
-    tick_rows = [NormalizedTick(**{k: r[k] for k in NormalizedTick.__slots__}) for r in ticks.iter_rows(named=True)]
-    exec_rows = [
-        Execution(**{**{k: r[k] for k in Execution.__slots__}, "action": Action(r["action"]), "status": OrderStatus(r["status"])})
-        for r in execs.iter_rows(named=True)
-    ]
     out = out or settings.alphagen_chart_dir / f"{for_date:%Y-%m-%d}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(day_chart_png(for_date, tick_rows, exec_rows))
+    out.write_bytes(day_chart_png(for_date, ticks_from(ticks), executions_from(execs)))
     click.echo(f"wrote {out}")
 
 

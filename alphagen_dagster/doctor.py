@@ -166,7 +166,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _redact(text: str, secrets: list[str]) -> str:
-    from alphagen_core.adapters.polygon.config import redact
+    from alphagen_core.operations.redaction import redact
 
     return redact(text, *secrets)
 
@@ -221,9 +221,9 @@ def check_token(ctx: Context) -> tuple[Status, str]:
     """The token file is there and its refresh token (7 days from the sign-in) has time left."""
     if not ctx.uses_schwab:
         return Status.SKIP, "Schwab is not used (broker paper, data polygon)"
+    from alphagen_core.adapters.schwab.config import REFRESH_TOKEN_LIFETIME_S
     from alphagen_core.adapters.schwab.errors import LOGIN_COMMAND, SchwabAuthError
     from alphagen_core.adapters.schwab.tokens import TokenStore
-    from alphagen_core.adapters.schwab.config import REFRESH_TOKEN_LIFETIME_S
 
     try:
         wrapped = TokenStore(ctx.settings.schwab_token_path).read()
@@ -347,9 +347,9 @@ def _ws_handshake(url: str, key: str, timeout_s: float) -> tuple[Status, str]:
 
 
 def _schwab_session(ctx: Context):
-    from alphagen_core.adapters.schwab.session import SchwabSession
     from alphagen_core.adapters.schwab.config import SchwabConfig
     from alphagen_core.adapters.schwab.ratelimit import RetryPolicy
+    from alphagen_core.adapters.schwab.session import SchwabSession
 
     config = SchwabConfig.from_settings(ctx.settings, request_timeout_s=ctx.timeout_s)
     return SchwabSession(config, retry=RetryPolicy(max_attempts=2, base_delay_s=0.2, max_delay_s=0.5))

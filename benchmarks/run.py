@@ -39,7 +39,8 @@ from pathlib import Path
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
 from alphagen_core.domain.calendar import session
 from alphagen_core.domain.engine import StrategyConfig
-from alphagen_core.application.replay import build_slices, equity_bar_rows, option_quote_rows, run_session, tables_for
+from alphagen_core.application.replay import build_slices, run_session, tables_for
+from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
 from alphagen_core.persistence.store import RowMeta, Store
 folder, cache, db, day = sys.argv[1:5]
 s = session(dt.date.fromisoformat(day))
@@ -60,15 +61,10 @@ def median(xs: list[float]) -> float:
 
 def cached_day_replay(folder: Path, cache: Path, day: dt.date, runs: int) -> tuple[float, float]:
     from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-    from alphagen_core.application.replay import (
-        build_slices,
-        equity_bar_rows,
-        option_quote_rows,
-        run_session,
-        tables_for,
-    )
+    from alphagen_core.application.replay import build_slices, run_session, tables_for
     from alphagen_core.domain.calendar import session
     from alphagen_core.domain.engine import StrategyConfig
+    from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
     from alphagen_core.persistence.store import RowMeta, Store
 
     s = session(day)

@@ -3,6 +3,7 @@ folder tree ARCHITECTURE.md draws is the tree on disk, module for module."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -55,3 +56,18 @@ def test_architecture_md_draws_the_tree_on_disk() -> None:
     assert drawn, "ARCHITECTURE.md has no tree under '## Layers'"
     assert sorted(on_disk - drawn) == [], "modules missing from ARCHITECTURE.md's tree"
     assert sorted(drawn - on_disk) == [], "ARCHITECTURE.md names modules that do not exist"
+
+
+def test_only_the_one_redactor_masks_secrets() -> None:
+    """Secrets are masked by alphagen_core/operations/redaction.py alone: no other module
+    writes the mask itself (it registers its secrets and calls `redact`)."""
+    redactor = REPO / "alphagen_core" / "operations" / "redaction.py"
+    masking = sorted(
+        p.relative_to(REPO).as_posix()
+        for package in PACKAGES
+        for p in (REPO / package).rglob("*.py")
+        if p != redactor and any(isinstance(node, ast.Constant) and isinstance(node.value, str) and "***" in node.value
+                                 for node in ast.walk(ast.parse(p.read_text())))
+    )
+    assert "***" in redactor.read_text()
+    assert masking == []

@@ -90,9 +90,8 @@ def test_secrets_are_masked_by_one_redactor_in_json_log_lines(tmp_path):
     code = """
 import logging, structlog
 from alphagen_core.operations.logs import configure_logging, bind
-from alphagen_core.adapters.polygon.config import redacting_logger
 from alphagen_core.adapters.schwab.redaction import REDACTOR as schwab_redactor, install_log_redaction
-from alphagen_core.operations.redaction import REDACTOR
+from alphagen_core.operations.redaction import REDACTOR, redacting_logger
 assert schwab_redactor is REDACTOR
 configure_logging("json")
 bind(run_id="run-1", session_date="2024-12-12", mode="paper")

@@ -14,7 +14,8 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.domain.calendar import NY
-from alphagen_core.persistence.store import META_COLUMNS, TABLES, RowMeta, Store
+from alphagen_core.persistence.store import RowMeta, Store
+from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models

@@ -23,14 +23,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from alphagen_core.domain.models import BrokerPosition
-from alphagen_core.persistence.store import (
-    META_COLUMNS,
-    TABLES,
-    RowMeta,
-    Store,
-    StoreLockedError,
-)
+from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote_rows
+from alphagen_core.persistence.store import RowMeta, Store, StoreLockedError
+from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from tests.builders import at, make_engine
 from tests.test_engine_handbuilt import CONFIG, DAY, slices
 
@@ -74,20 +69,9 @@ def handbuilt_session():
         signals += out.signals
         intents += out.intents
         executions += out.executions
-        broker += [{"est_timestamp": s.bar.start, "broker": "paper", **asdict(p)} for p in out.broker_positions]
-    bars = [
-        {"source": "test", "day_vwap": None, "transactions": None, "bar_vwap": s.bar.vwap,
-         **{k: getattr(s.bar, k) for k in ("symbol", "open", "high", "low", "close", "volume")},
-         "est_timestamp": s.bar.start}
-        for s in feed
-    ]
-    quotes = [
-        {"option_symbol": q.symbol, "est_timestamp": q.start, "underlying": q.contract.root,
-         "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
-         "bid": q.bid, "ask": q.ask, "last": q.last, "open": q.open, "high": q.high, "low": q.low,
-         "volume": q.volume, "quote_kind": "aggregate", "source": "test"}
-        for s in feed[:3] for q in s.quotes.values()
-    ]
+        broker += broker_position_rows(out.broker_positions, s.bar.start, "paper")
+    bars = bar_rows((s.bar for s in feed), "test")
+    quotes = quote_rows([q for s in feed[:3] for q in s.quotes.values()], "aggregate", "test")
     return {
         "equity_bars": bars, "option_quotes": quotes, "broker_positions": broker,
         "normalized_ticks": ticks, "position_state": positions, "signals": signals,

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from alphagen_core.persistence.store import TABLES
+from alphagen_core.persistence.tables import TABLES
 from tests.processes import PROJECT_DIR, clean_environ, free_port, venv_bin
 
 pytestmark = pytest.mark.e2e

@@ -23,8 +23,8 @@ from alphagen_core.operations.settings import Settings
 
 def market_data_client(settings: Settings) -> MarketDataClient:
     if settings.alphagen_data_provider == "schwab":
-        from alphagen_core.adapters.schwab.session import SchwabSession
         from alphagen_core.adapters.schwab.market_data import SchwabMarketData
+        from alphagen_core.adapters.schwab.session import SchwabSession
 
         return SchwabMarketData(SchwabSession.from_settings(settings))
     from alphagen_core.adapters.polygon.config import PolygonConfig
@@ -40,8 +40,8 @@ def execution_client(settings: Settings, market: MarketDataClient, clock: Clock)
         from alphagen_core.adapters.paper.execution import PaperExecution
 
         return PaperExecution(market, clock)
-    from alphagen_core.adapters.schwab.session import SchwabSession
     from alphagen_core.adapters.schwab.execution import SchwabExecution
+    from alphagen_core.adapters.schwab.session import SchwabSession
 
     return SchwabExecution(SchwabSession.from_settings(settings), live_enabled=settings.live_enabled)
 

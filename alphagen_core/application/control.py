@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from alphagen_core.domain.models import ControlEvent, TradingState
+from alphagen_core.persistence.rows import control_events_from
 from alphagen_core.persistence.store import RowMeta, Store
 
 VERSION = "control"
@@ -32,10 +33,7 @@ def current_state(store: Store, mode: str, session_date: dt.date) -> ControlEven
            WHERE mode = ? AND session_date = ? ORDER BY written_at DESC LIMIT 1""",
         [mode, session_date],
     )
-    if rows.is_empty():
-        return None
-    r = rows.row(0, named=True)
-    return ControlEvent(r["est_timestamp"], TradingState(r["state"]), r["reason"], r["source"])
+    return next(iter(control_events_from(rows)), None)
 
 
 def state_history(store: Store, mode: str, session_date: dt.date) -> list[ControlEvent]:
@@ -45,8 +43,7 @@ def state_history(store: Store, mode: str, session_date: dt.date) -> list[Contro
            WHERE mode = ? AND session_date = ? ORDER BY written_at""",
         [mode, session_date],
     )
-    return [ControlEvent(r["est_timestamp"], TradingState(r["state"]), r["reason"], r["source"])
-            for r in rows.iter_rows(named=True)]
+    return control_events_from(rows)
 
 
 def state_at(history: list[ControlEvent], at: dt.datetime) -> TradingState:

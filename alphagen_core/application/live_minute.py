@@ -47,14 +47,19 @@ from alphagen_core.domain.models import (
     Execution,
     ExitReason,
     MinuteSlice,
-    OptionContract,
     OptionQuote,
     OrderStatus,
-    Right,
     TradeIntent,
     TradingState,
 )
 from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.rows import (
+    bar_rows,
+    bars_from,
+    executions_from,
+    quote_rows,
+    quotes_from,
+)
 from alphagen_core.persistence.store import RowMeta, Store
 
 log = structlog.get_logger(__name__)
@@ -137,28 +142,17 @@ def read_session(store: Store, mode: str, session_date: dt.date, half_spread: fl
         events = con.sql(f"SELECT * FROM executions {where} ORDER BY est_timestamp, execution_id", params=args).pl()
         last = con.execute(f"SELECT max(period_start) FROM normalized_ticks {where}", args).fetchone()
     return _Stored(
-        bars=[bar_from_row(r) for r in bars.iter_rows(named=True)],
+        bars=bars_from(bars),
         chain=chain_by_minute(chain, half_spread),
         events=[e for e in executions_from(events) if e.status in FINAL_STATUSES],
         last_minute=last[0] if last else None,
     )
 
 
-def bar_from_row(r: Mapping[str, Any]) -> Bar:
-    return Bar(symbol=r["symbol"], start=r["est_timestamp"], open=r["open"], high=r["high"], low=r["low"],
-               close=r["close"], volume=r["volume"], vwap=r["bar_vwap"], day_vwap=r["day_vwap"],
-               transactions=r["transactions"])
-
-
 def chain_by_minute(rows: pl.DataFrame, half_spread: float) -> dict[dt.datetime, dict[str, OptionQuote]]:
     out: dict[dt.datetime, dict[str, OptionQuote]] = {}
-    for r in rows.iter_rows(named=True):
-        contract = OptionContract(r["underlying"], r["expiry"], Right(r["right"]), r["strike"])
-        out.setdefault(r["est_timestamp"], {})[r["option_symbol"]] = OptionQuote(
-            symbol=r["option_symbol"], contract=contract, start=r["est_timestamp"], bid=r["bid"],
-            ask=r["ask"], last=r["last"], volume=r["volume"], quoted_at=r["quoted_at"], high=r["high"],
-            low=r["low"], half_spread=half_spread if r["high"] is not None else 0.0,
-        )
+    for quote in quotes_from(rows, half_spread):
+        out.setdefault(quote.start, {})[quote.symbol] = quote
     return out
 
 
@@ -168,49 +162,6 @@ def with_minute_range(quote: OptionQuote, bar: Bar | None, half_spread: float) -
     if bar is None:
         return quote
     return replace(quote, high=bar.high, low=bar.low, half_spread=half_spread)
-
-
-def executions_from(rows: pl.DataFrame) -> list[Execution]:
-    return [
-        Execution(
-            execution_id=r["execution_id"], intent_id=r["intent_id"], position_id=r["position_id"],
-            order_id=r["order_id"], est_timestamp=r["est_timestamp"], option_symbol=r["option_symbol"],
-            action=Action(r["action"]), status=OrderStatus(r["status"]), fill_price=r["fill_price"],
-            qty=r["qty"], fees=r["fees"], pnl_contrib=r["pnl_contrib"], exit_reason=r["exit_reason"],
-        )
-        for r in rows.iter_rows(named=True)
-    ]
-
-
-def intents_from(rows: pl.DataFrame) -> list[TradeIntent]:
-    return [
-        TradeIntent(
-            intent_id=r["intent_id"], signal_id=r["signal_id"], est_timestamp=r["est_timestamp"],
-            action=Action(r["action"]), option_symbol=r["option_symbol"], qty=r["qty"],
-            limit_price=r["limit_price"], stop_loss=r["stop_loss"], take_profit=r["take_profit"],
-            reason=r["reason"],
-        )
-        for r in rows.iter_rows(named=True)
-    ]
-
-
-def bar_rows(bars: list[Bar], source: str) -> list[dict[str, Any]]:
-    return [
-        {"symbol": b.symbol, "est_timestamp": b.start, "open": b.open, "high": b.high, "low": b.low,
-         "close": b.close, "volume": b.volume, "bar_vwap": b.vwap, "day_vwap": b.day_vwap,
-         "transactions": b.transactions, "source": source}
-        for b in bars
-    ]
-
-
-def quote_rows(quotes: list[OptionQuote], kind: str, source: str) -> list[dict[str, Any]]:
-    return [
-        {"option_symbol": q.symbol, "est_timestamp": q.start, "underlying": q.contract.root,
-         "expiry": q.contract.expiry, "right": q.contract.right.value, "strike": q.contract.strike,
-         "bid": q.bid, "ask": q.ask, "last": q.last, "open": None, "high": q.high, "low": q.low,
-         "volume": q.volume, "quote_kind": kind, "source": source, "quoted_at": q.source_time}
-        for q in quotes
-    ]
 
 
 def closed_bars(market: MarketDataClient, symbol: str, sess: Session, upto: dt.datetime,

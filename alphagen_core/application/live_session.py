@@ -30,18 +30,11 @@ import structlog
 from alphagen_core.application.control import current_state, set_state, state_of
 from alphagen_core.application.gate import route
 from alphagen_core.application.interfaces import ExecutionClient, MarketDataClient
-from alphagen_core.application.live_minute import (
-    WATCH,
-    executions_from,
-    intents_from,
-    quote_rows,
-    session_version,
-)
+from alphagen_core.application.live_minute import WATCH, session_version
 from alphagen_core.domain.calendar import Session
 from alphagen_core.domain.clock import Clock
 from alphagen_core.domain.engine import slice_id_for
 from alphagen_core.domain.models import (
-    BALANCE_SYMBOLS,
     Action,
     BrokerPosition,
     Execution,
@@ -62,6 +55,13 @@ from alphagen_core.domain.risk import (
 )
 from alphagen_core.domain.symbols import parse_polygon
 from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.rows import (
+    balance_rows,
+    broker_position_rows,
+    executions_from,
+    intents_from,
+    quote_rows,
+)
 from alphagen_core.persistence.store import RowMeta, Store
 
 log = structlog.get_logger(__name__)
@@ -255,12 +255,9 @@ class SessionTrader:
             return
         self.stats.broker_reachable = True
         self.buying_power = balances.buying_power if balances is not None else None
-        rows = [{"est_timestamp": now, "symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price,
-                 "market_value": p.market_value, "broker": self.route.broker} for p in at_broker]
+        rows = broker_position_rows(at_broker, now, self.route.broker)
         if balances is not None:
-            rows += [{"est_timestamp": now, "symbol": symbol, "quantity": 0, "avg_price": None,
-                      "market_value": getattr(balances, field), "broker": self.route.broker}
-                     for field, symbol in BALANCE_SYMBOLS.items()]
+            rows += balance_rows(balances, now, self.route.broker)
         self._write({"broker_positions": rows})
         ours = {self.held.symbol: -self.held.qty} if self.held else {}
         theirs = {p.symbol: p.quantity for p in at_broker}

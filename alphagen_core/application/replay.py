@@ -14,7 +14,6 @@ from alphagen_core.domain.calendar import Session
 from alphagen_core.domain.engine import Engine, StepOutput, StrategyConfig
 from alphagen_core.domain.fills import PaperBroker
 from alphagen_core.domain.models import (
-    Bar,
     Execution,
     MinuteSlice,
     NormalizedTick,
@@ -26,6 +25,7 @@ from alphagen_core.domain.models import (
     Signal,
     TradeIntent,
 )
+from alphagen_core.persistence.rows import bars_from, broker_position_rows
 
 
 @dataclass
@@ -45,11 +45,7 @@ class SessionRun:
             self.ticks.append(out.tick)
         if out.position is not None:
             self.positions.append(out.position)
-        self.broker_positions.extend(
-            {"est_timestamp": at, "symbol": p.symbol, "quantity": p.quantity,
-             "avg_price": p.avg_price, "market_value": p.market_value, "broker": broker}
-            for p in out.broker_positions
-        )
+        self.broker_positions.extend(broker_position_rows(out.broker_positions, at, broker))
         self.signals.extend(out.signals)
         self.intents.extend(out.intents)
         self.executions.extend(out.executions)
@@ -77,18 +73,6 @@ def run_session(session: Session, slices: Iterable[MinuteSlice], config: Strateg
         last = slc.bar.start
     run.add(engine.finish(last), last, broker.name)
     return run
-
-
-def bars_from_frame(equity: pl.DataFrame) -> list[Bar]:
-    has_vw = "bar_vwap" in equity.columns
-    return [
-        Bar(
-            symbol=r["symbol"], start=r["est_timestamp"], open=r["open"], high=r["high"],
-            low=r["low"], close=r["close"], volume=r["volume"],
-            vwap=r["bar_vwap"] if has_vw else None, transactions=r.get("transactions"),
-        )
-        for r in equity.iter_rows(named=True)
-    ]
 
 
 class MinuteQuotes(Mapping[str, OptionQuote]):
@@ -147,31 +131,7 @@ def quotes_by_minute(options: pl.DataFrame, half_spread: float) -> dict[dt.datet
 
 def build_slices(equity: pl.DataFrame, options: pl.DataFrame, half_spread: float) -> list[MinuteSlice]:
     quotes = quotes_by_minute(options, half_spread)
-    return [MinuteSlice(bar, quotes.get(bar.start, {})) for bar in bars_from_frame(equity)]
-
-
-def equity_bar_rows(equity: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Table 1 rows. Flat files carry no per-bar or day VWAP: both stay NULL."""
-    return equity.select(
-        "symbol", "est_timestamp", "open", "high", "low", "close", "volume",
-        pl.lit(None, pl.Float64).alias("bar_vwap"),
-        pl.lit(None, pl.Float64).alias("day_vwap"),
-        pl.col("transactions").cast(pl.Int64),
-        pl.lit(source).alias("source"),
-    )
-
-
-def option_quote_rows(options: pl.DataFrame, half_spread: float, source: str) -> pl.DataFrame:
-    """Table 2 rows: the aggregates with the bid/ask the fill model uses."""
-    return options.select(
-        "option_symbol", "est_timestamp", "underlying", "expiry", "right", "strike",
-        (pl.col("close") - half_spread).clip(lower_bound=0.0).round(4).alias("bid"),
-        (pl.col("close") + half_spread).round(4).alias("ask"),
-        pl.col("close").alias("last"),
-        "open", "high", "low", "volume",
-        pl.lit("aggregate").alias("quote_kind"),
-        pl.lit(source).alias("source"),
-    )
+    return [MinuteSlice(bar, quotes.get(bar.start, {})) for bar in bars_from(equity)]
 
 
 def tables_for(run: SessionRun, equity_rows: pl.DataFrame, option_rows: pl.DataFrame) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The append-only DuckDB store: the eight tables, and the only module that opens
-the database file.
+"""The append-only DuckDB store: the eight tables (their contract is `tables.py`), and the only
+module that opens the database file.
 
 Rules this module enforces:
 - Rows are only inserted. Each table has a natural key within (mode, session_date, version);
@@ -19,14 +19,16 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields, is_dataclass
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 import structlog
+
+from alphagen_core.persistence.rows import to_frame
+from alphagen_core.persistence.tables import ALL_TABLES, TABLES, Table
 
 log = structlog.get_logger(__name__)
 
@@ -38,158 +40,6 @@ MEMORY_LIMIT = "256MB"
 # Lock waits poll at most this far apart: another writer holds the file for a fraction of a
 # second (a replayed day's commit), and a longer sleep would overshoot the moment it is free.
 _MAX_LOCK_POLL_S = 0.1
-META_COLUMNS = ("mode", "session_date", "version", "run_id", "written_at")
-_META_DDL = """
-    mode VARCHAR NOT NULL,
-    session_date DATE NOT NULL,
-    version VARCHAR NOT NULL,
-    run_id VARCHAR NOT NULL,
-    written_at TIMESTAMPTZ NOT NULL,"""
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    columns: str  # DDL of the table's own columns
-    key: tuple[str, ...]  # natural key within (mode, session_date, version)
-
-    @property
-    def ddl(self) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.name} ({_META_DDL}{self.columns})"
-
-
-TABLES: dict[str, Table] = {
-    t.name: t
-    for t in (
-        Table(
-            "equity_bars",
-            """
-    symbol VARCHAR NOT NULL,
-    est_timestamp TIMESTAMPTZ NOT NULL,  -- bar start; usable from est_timestamp + 1 minute
-    open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE,
-    bar_vwap DOUBLE,  -- Polygon `vw`; NULL in flat files
-    day_vwap DOUBLE,  -- Polygon `a`; NULL in flat files
-    transactions BIGINT,
-    source VARCHAR NOT NULL""",
-            ("symbol", "est_timestamp"),
-        ),
-        Table(
-            "option_quotes",
-            """
-    option_symbol VARCHAR NOT NULL,
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    underlying VARCHAR NOT NULL,
-    expiry DATE NOT NULL,
-    "right" VARCHAR NOT NULL,
-    strike DOUBLE NOT NULL,
-    bid DOUBLE, ask DOUBLE, last DOUBLE,
-    open DOUBLE, high DOUBLE, low DOUBLE, volume DOUBLE,
-    quote_kind VARCHAR NOT NULL,  -- 'aggregate' (bid/ask = price -/+ half-spread) or 'quote'
-    source VARCHAR NOT NULL,
-    -- live quotes: when the source stamped it (a chain row's est_timestamp is its minute)
-    quoted_at TIMESTAMPTZ""",
-            ("option_symbol", "est_timestamp"),
-        ),
-        Table(
-            "broker_positions",
-            """
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    symbol VARCHAR NOT NULL,
-    quantity BIGINT NOT NULL,  -- negative: short
-    avg_price DOUBLE,
-    market_value DOUBLE,
-    broker VARCHAR NOT NULL""",
-            ("est_timestamp", "symbol"),
-        ),
-        Table(
-            "normalized_ticks",
-            """
-    slice_id VARCHAR NOT NULL,
-    period_start TIMESTAMPTZ NOT NULL,
-    underlying_price DOUBLE NOT NULL,
-    vwap DOUBLE, ma9 DOUBLE,
-    vwap_source VARCHAR NOT NULL,
-    side INTEGER NOT NULL,
-    quotes_in_slice INTEGER NOT NULL,  -- option quotes received for the minute
-    held_symbol VARCHAR, held_bid DOUBLE, held_ask DOUBLE,
-    stale BOOLEAN NOT NULL""",
-            ("slice_id",),
-        ),
-        Table(
-            "position_state",
-            """
-    slice_id VARCHAR NOT NULL,
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    symbol VARCHAR,
-    net_quantity BIGINT NOT NULL,
-    avg_price DOUBLE, mark DOUBLE,
-    unrealized_pnl DOUBLE NOT NULL,
-    realized_pnl DOUBLE NOT NULL,
-    stop_loss DOUBLE, take_profit DOUBLE""",
-            ("slice_id",),
-        ),
-        Table(
-            "signals",
-            """
-    signal_id VARCHAR NOT NULL,
-    slice_id VARCHAR NOT NULL,
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    signal_type VARCHAR NOT NULL,
-    option_symbol VARCHAR,
-    underlying_price DOUBLE NOT NULL,
-    vwap DOUBLE NOT NULL, ma9 DOUBLE NOT NULL,
-    rationale VARCHAR NOT NULL,
-    cooldown_until TIMESTAMPTZ,
-    acted BOOLEAN NOT NULL,
-    drop_reason VARCHAR""",
-            ("signal_id",),
-        ),
-        Table(
-            "trade_intents",
-            """
-    intent_id VARCHAR NOT NULL,
-    signal_id VARCHAR,
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    action VARCHAR NOT NULL,
-    option_symbol VARCHAR NOT NULL,
-    qty BIGINT NOT NULL,
-    limit_price DOUBLE NOT NULL,
-    stop_loss DOUBLE, take_profit DOUBLE,
-    reason VARCHAR NOT NULL""",
-            ("intent_id",),
-        ),
-        Table(
-            "executions",
-            """
-    execution_id VARCHAR NOT NULL,
-    intent_id VARCHAR NOT NULL,
-    position_id VARCHAR NOT NULL,
-    order_id VARCHAR NOT NULL,
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    option_symbol VARCHAR NOT NULL,
-    action VARCHAR NOT NULL,
-    status VARCHAR NOT NULL,
-    fill_price DOUBLE,
-    qty BIGINT NOT NULL,
-    fees DOUBLE NOT NULL,
-    pnl_contrib DOUBLE NOT NULL,
-    exit_reason VARCHAR""",
-            ("execution_id",),
-        ),
-    )
-}
-# trading state: one row per change (operator command, a limit, the trader), version
-# "control". Not one of the eight tables of the replay: no version of a replay writes it.
-CONTROL_EVENTS = Table(
-    "control_events",
-    """
-    est_timestamp TIMESTAMPTZ NOT NULL,
-    state VARCHAR NOT NULL,  -- active | halted | flattening
-    source VARCHAR NOT NULL,  -- operator | risk | trader
-    reason VARCHAR NOT NULL""",
-    ("est_timestamp", "state", "source"),
-)
-_ALL_TABLES = {**TABLES, CONTROL_EVENTS.name: CONTROL_EVENTS}
 
 
 @dataclass(frozen=True)
@@ -281,7 +131,7 @@ class Store:
             with self.connect() as own:
                 self.ensure_schema(own)
             return
-        for table in _ALL_TABLES.values():
+        for table in ALL_TABLES.values():
             con.execute(table.ddl)
         _add_new_columns(con)
         self._schema_ready = True
@@ -299,7 +149,7 @@ class Store:
             self.ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
-                added = {t: _insert_new(con, _ALL_TABLES[t], f, meta) for t, f in frames.items()}
+                added = {t: _insert_new(con, ALL_TABLES[t], f, meta) for t, f in frames.items()}
                 con.execute("COMMIT")
             except BaseException:
                 # After a failed COMMIT (a full disk) DuckDB has already ended the transaction:
@@ -334,19 +184,14 @@ class Store:
         )
 
 
-# Nullable columns added after a table was first released, so that a file written by an
-# older version takes them on first use (its old rows read NULL there).
-ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "option_quotes": (("quoted_at", "TIMESTAMPTZ"),),
-}
-
-
 def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """The columns added after their table was first released, so that a file written by an
+    older version takes them on first use (its old rows read NULL there)."""
     have = set(con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall())
-    for table, columns in ADDED_COLUMNS.items():
-        for name, sql_type in columns:
-            if (table, name) not in have:
-                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+    for table in ALL_TABLES.values():
+        for column in table.columns:
+            if column.added_later and (table.name, column.name) not in have:
+                con.execute(f"ALTER TABLE {table.name} ADD COLUMN {column.ddl}")
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, frame: pl.DataFrame, meta: RowMeta) -> int:
@@ -371,22 +216,3 @@ def _insert_new(con: duckdb.DuckDBPyConnection, spec: Table, frame: pl.DataFrame
     ).fetchone()
     con.unregister("_incoming")
     return int(added[0]) if added else 0
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
-
-
-def to_frame(rows: pl.DataFrame | Sequence[Any]) -> pl.DataFrame:
-    if isinstance(rows, pl.DataFrame):
-        return rows
-    if not rows:
-        return pl.DataFrame()
-    first = rows[0]
-    if is_dataclass(first):  # a flat dataclass: read its fields directly (asdict deep-copies)
-        names = [f.name for f in fields(first)]
-        columns = {n: [_plain(getattr(r, n)) for r in rows] for n in names}
-    else:
-        names = list(first)
-        columns = {n: [_plain(r[n]) for r in rows] for n in names}
-    return pl.DataFrame(columns, strict=False)

@@ -5,7 +5,6 @@ stored rows keep that time and a restored minute sees the same ages."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import replace
 
 import duckdb
@@ -16,7 +15,8 @@ from alphagen_core.application.live_minute import run_minute_increment
 from alphagen_core.domain.calendar import session
 from alphagen_core.domain.models import Bar, OptionQuote, TradingState
 from alphagen_core.operations.settings import Settings
-from alphagen_core.persistence.store import TABLES, Store
+from alphagen_core.persistence.store import Store
+from alphagen_core.persistence.tables import TABLES
 from tests.test_strategy_rules import DAY, MINUTE, UP, UP_DOWN, build, hm
 
 pytestmark = pytest.mark.unit
@@ -73,8 +73,9 @@ def test_a_fresh_chain_opens_and_is_filed_under_its_minute(tmp_path):
 
 def test_a_file_from_before_quoted_at_takes_the_column_on_first_use(tmp_path):
     path = tmp_path / "old.duckdb"
-    old_ddl = re.sub(r",\s*--[^\n]*\n\s*quoted_at TIMESTAMPTZ", "", TABLES["option_quotes"].ddl)
-    assert "quoted_at" not in old_ddl
+    table = TABLES["option_quotes"]
+    old_ddl = replace(table, columns=tuple(c for c in table.columns if not c.added_later)).ddl
+    assert "quoted_at" in table.ddl and "quoted_at" not in old_ddl
     with duckdb.connect(str(path)) as con:
         con.execute(old_ddl)
     store = Store(path)

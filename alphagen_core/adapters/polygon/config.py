@@ -76,12 +76,3 @@ class PolygonConfig:
     def options_endpoint(self) -> WsEndpoint:
         return ws_endpoint(self.options_ws_url)
 
-
-# ---- keeping secrets out of logs -------------------------------------------------------------
-# One redactor for the whole project (alphagen_core.operations.redaction); these names stay for callers.
-from alphagen_core.operations.redaction import (  # noqa: E402,F401
-    MASK,
-    SecretRedactor,
-    redact,
-    redacting_logger,
-)

@@ -23,15 +23,12 @@ import urllib3
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
-from alphagen_core.adapters.polygon.config import (
-    PolygonConfig,
-    redact,
-    redacting_logger,
-)
+from alphagen_core.adapters.polygon.config import PolygonConfig
 from alphagen_core.domain import calendar
 from alphagen_core.domain.clock import NY, Clock, WallClock
 from alphagen_core.domain.models import MINUTE, Bar, OptionQuote
 from alphagen_core.domain.symbols import OptionSymbolError, parse_polygon
+from alphagen_core.operations.redaction import redact, redacting_logger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -26,11 +26,7 @@ from typing import Any
 from massive import WebSocketClient
 from massive.exceptions import AuthError
 
-from alphagen_core.adapters.polygon.config import (
-    PolygonConfig,
-    redact,
-    redacting_logger,
-)
+from alphagen_core.adapters.polygon.config import PolygonConfig
 from alphagen_core.adapters.polygon.market_data import (
     MASSIVE_LOGGERS,
     PolygonAuthError,
@@ -45,6 +41,7 @@ from alphagen_core.application.interfaces import MarketDataClient
 from alphagen_core.domain.clock import Clock, WallClock
 from alphagen_core.domain.models import MINUTE, Bar, OptionQuote
 from alphagen_core.domain.symbols import parse_polygon
+from alphagen_core.operations.redaction import redact, redacting_logger
 
 log = logging.getLogger(__name__)
 

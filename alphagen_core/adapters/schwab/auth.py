@@ -16,9 +16,17 @@ import structlog
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import OAuth2Client
 
-from alphagen_core.adapters.schwab.client import TOKEN_ENDPOINT, SchwabTransport, token_response_guard
+from alphagen_core.adapters.schwab.client import (
+    TOKEN_ENDPOINT,
+    SchwabTransport,
+    token_response_guard,
+)
 from alphagen_core.adapters.schwab.config import SchwabConfig
-from alphagen_core.adapters.schwab.errors import LOGIN_COMMAND, SchwabAuthError, oauth_message
+from alphagen_core.adapters.schwab.errors import (
+    LOGIN_COMMAND,
+    SchwabAuthError,
+    oauth_message,
+)
 from alphagen_core.adapters.schwab.ratelimit import RateLimiter, default_limiter
 from alphagen_core.adapters.schwab.redaction import (
     install_log_redaction,

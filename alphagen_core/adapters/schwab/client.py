@@ -21,7 +21,10 @@ from authlib.integrations.httpx_client import OAuth2Client
 from schwab.client import Client
 
 from alphagen_core.adapters.schwab.config import UPSTREAM_HOST, SchwabConfig
-from alphagen_core.adapters.schwab.errors import REFRESH_EXPIRED_MESSAGE, SchwabAuthError
+from alphagen_core.adapters.schwab.errors import (
+    REFRESH_EXPIRED_MESSAGE,
+    SchwabAuthError,
+)
 from alphagen_core.adapters.schwab.ratelimit import RETRYABLE_STATUS, RateLimiter
 from alphagen_core.adapters.schwab.tokens import TokenStore
 

@@ -47,7 +47,11 @@ from alphagen_core.adapters.schwab.errors import (
     SchwabError,
     SchwabUnavailable,
 )
-from alphagen_core.adapters.schwab.session import SchwabSession, error_detail, response_json
+from alphagen_core.adapters.schwab.session import (
+    SchwabSession,
+    error_detail,
+    response_json,
+)
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import (
     Action,

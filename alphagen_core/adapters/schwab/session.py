@@ -21,7 +21,11 @@ import structlog
 from authlib.common.errors import AuthlibBaseError
 from schwab.client import Client
 
-from alphagen_core.adapters.schwab.client import TOKEN_ENDPOINT, SchwabTransport, build_client
+from alphagen_core.adapters.schwab.client import (
+    TOKEN_ENDPOINT,
+    SchwabTransport,
+    build_client,
+)
 from alphagen_core.adapters.schwab.config import SchwabConfig
 from alphagen_core.adapters.schwab.errors import (
     LOGIN_COMMAND,
@@ -40,7 +44,10 @@ from alphagen_core.adapters.schwab.ratelimit import (
     default_limiter,
     retry_idempotent,
 )
-from alphagen_core.adapters.schwab.redaction import install_log_redaction, register_config_secrets
+from alphagen_core.adapters.schwab.redaction import (
+    install_log_redaction,
+    register_config_secrets,
+)
 from alphagen_core.adapters.schwab.tokens import TokenStore
 from alphagen_core.domain.clock import WallClock
 from alphagen_core.operations.redaction import REDACTOR

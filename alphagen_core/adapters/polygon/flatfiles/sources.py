@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 
 from alphagen_core.adapters.polygon.flatfiles.layout import FlatFileError
+from alphagen_core.operations.redaction import redact, register
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,7 @@ class S3FlatFiles:
         self.name = f"s3://{bucket} at {self.endpoint_url}"
         self._access_key = _secret(access_key)
         self._secret_key = _secret(secret_key)
+        register(self._access_key, self._secret_key)  # masked in every log line and error text
         self._timeout = timeout_seconds
         self._max_attempts = max_attempts
         self._client: Any = None
@@ -120,12 +122,6 @@ class S3FlatFiles:
                 ),
             )
         return self._client
-
-    def _clean(self, text: str) -> str:
-        for s in (self._secret_key, self._access_key):
-            if s:
-                text = text.replace(s, "***")
-        return text
 
     def fetch(self, key: str) -> Path:
         dest = self.cached_path(key)
@@ -169,12 +165,12 @@ class S3FlatFiles:
             elif code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == 403:
                 problem = f"access denied ({code}); check POLYGON_S3_ACCESS_KEY and POLYGON_S3_SECRET_KEY"
             else:
-                problem = f"download failed: {code} (HTTP {status}): {self._clean(str(err.get('Message', '')))}"
+                problem = f"download failed: {code} (HTTP {status}): {redact(str(err.get('Message', '')))}"
             raise FlatFileError(where, problem) from None
         except BotoCoreError as e:
-            raise FlatFileError(where, f"download failed: {type(e).__name__}: {self._clean(str(e))}") from None
+            raise FlatFileError(where, f"download failed: {type(e).__name__}: {redact(str(e))}") from None
         except OSError as e:  # a dropped connection mid-body, a full disk
-            raise FlatFileError(where, f"download failed: {type(e).__name__}: {self._clean(str(e))}") from None
+            raise FlatFileError(where, f"download failed: {type(e).__name__}: {redact(str(e))}") from None
 
     def discard(self, key: str) -> None:
         self.cached_path(key).unlink(missing_ok=True)
