@@ -602,9 +602,9 @@ def _padding_frame(seed: int, g: _Grid, stocks: dict[str, _Bars], existing_rows:
 def _write_csv_gz(frame: pl.DataFrame, path: Path) -> None:
     """Write `frame` as gzip CSV, atomically (temporary file, then rename).
 
-    polars' own gzip writer: measured on a 2M-row, 140 MB options day, CSV + level-4 gzip
-    took 1.1 s (23 MB), against 3.1 s for CSV then Python's gzip at the same level. Its
-    output is a single gzip member with mtime 0 and no file name, so it is deterministic.
+    polars' own gzip writer, about three times faster than CSV then Python's gzip at the same
+    level (BENCHMARKS.md, "Flat files: writing a generated day"). Its output is a single gzip member with mtime 0 and
+    no file name, so it is deterministic.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
