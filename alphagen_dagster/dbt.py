@@ -36,12 +36,14 @@ FAILED_DAYS_TAG = "alphagen/failed_days"
 # The profile reads the DuckDB file from this variable, and DbtCliResource hands dbt this
 # process's environment.
 DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
-# Parsing never opens the file, but the profile wants an absolute path.
-PARSE_DUCKDB_PATH = "/tmp/alphagen-dbt-parse.duckdb"
-# Every build here: no dbt.log (dbt scrubs each of its lines for secrets) and no run artifacts
-# (the results arrive as events); dbt's unit tests check the SQL on hand-made rows, not the
-# data, so the test suite runs them, not the step.
-BUILD = ("build", "--log-level-file", "none", "--no-write-json", "--exclude-resource-type", "unit_test")
+# Parsing never opens the file, but the profile wants an absolute path; its name is the
+# database the manifest gives each table (`dagster/table_name`): the default file's.
+PARSE_DUCKDB_PATH = "/tmp/alphagen-dbt-parse/alphagen.duckdb"
+# Every build here: no dbt.log (dbt scrubs each of its lines for secrets), no run artifacts
+# (the results arrive as events), no colour codes in the output; dbt's unit tests check the SQL
+# on hand-made rows, not the data, so the test suite runs them, not the step.
+BUILD = ("build", "--log-level-file", "none", "--no-write-json", "--no-use-colors",
+         "--exclude-resource-type", "unit_test")
 # dagster-dbt's metadata entry naming a spec's dbt node.
 UNIQUE_ID = "dagster_dbt/unique_id"
 
