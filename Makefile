@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
-	cd dbt_pnl && ALPHAGEN_DUCKDB_PATH=/tmp/alphagen-dbt-parse.duckdb ../$(BIN)/dbt parse --quiet --profiles-dir .
+	$(BIN)/python -c 'from alphagen_dagster.dbt import prepare_manifest; prepare_manifest()'
 	touch $@
 
 setup: $(STAMP)

@@ -39,7 +39,7 @@ from alphagen_core.domain.engine import StrategyConfig
 from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
 from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
 from alphagen_core.persistence.tables import TABLES, Table
-from alphagen_dagster import dbt_process, stop
+from alphagen_dagster import stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
 from alphagen_dagster.partitions import partition_days, trading_days
@@ -117,8 +117,6 @@ def replay_tables(
     source = flatfiles.open(cfg)
     db = store.store()
     runs_dbt = _runs_dbt(context)
-    if runs_dbt:  # dbt's import and parse, meanwhile, in a process of its own
-        dbt_process.start(str(db.path), cfg.alphagen_cache_dir)
     version = replay_version(context)
     days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
     progress = _Progress(context, len(days))

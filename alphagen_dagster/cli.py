@@ -95,7 +95,6 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
     # on this machine's SQLite). The trade-off Dagster names: if the run fails, the UI marks
     # the run failed but not each of its days' partitions (tables and P/L are unaffected).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
-    _start_dbt_worker()  # dbt's import and parse run on the other core from now on
     from alphagen_dagster.definitions import defs
     from alphagen_dagster.instance import (
         PROCESS_TAG,
@@ -230,14 +229,6 @@ def _wait_for_the_duckdb_slot(instance) -> None:
         raise click.ClickException("stopped while waiting for the DuckDB file; nothing was started") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _start_dbt_worker() -> None:
-    from alphagen_core.operations.settings import load_settings
-    from alphagen_dagster import dbt_process
-
-    settings = load_settings()
-    dbt_process.start(str(Path(settings.alphagen_duckdb_path).resolve()), settings.alphagen_cache_dir)
 
 
 @contextlib.contextmanager

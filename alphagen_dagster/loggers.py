@@ -18,8 +18,10 @@ class _ProgressFormatter(logging.Formatter):
 
 
 class _StepMessagesOnly(logging.Filter):
-    # Dagster's own plain messages that the outcome lines say better.
-    _FRAMEWORK = ("Dependencies for step",)
+    # Dagster's and dagster-dbt's own plain messages that the outcome lines say better (the
+    # dbt commands, each with its whole selection, stay in the run's log file).
+    _FRAMEWORK = ("Dependencies for step", "A dbt subsetted execution", "Copying `", "Running dbt command",
+                  "Finished dbt command")
 
     def filter(self, record: logging.LogRecord) -> bool:
         meta = getattr(record, "dagster_meta", None) or {}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -195,7 +196,7 @@ def summarize(workdir: Path, venues: Any, env: dict[str, str]) -> dict[str, Any]
             stop_to_order.append(clock.wall_time(sent) - clock.wall_time(crossing))
         elif o.instruction == "SELL_TO_OPEN" or intent["reason"] == "reversal":
             bar_to_order.append(latency)
-    pnl = _dbt_daily_pnl(env)
+    pnl = _dbt_daily_pnl(workdir, env)
     return {
         "orders": orders,
         "fills": fills.height,
@@ -255,11 +256,13 @@ def _run_figures(home: str) -> dict[str, Any]:
         instance.dispose()
 
 
-def _dbt_daily_pnl(env: dict[str, str]) -> list[dict[str, Any]]:
+def _dbt_daily_pnl(workdir: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """daily_pnl built by dbt, the way the dbt step builds it (its output in the workdir)."""
     from alphagen_core.persistence.store import Store
+    from alphagen_dagster.dbt import BUILD, run_dbt
 
-    subprocess.run([str(BIN / "dbt"), "build", "--quiet", "--select", "+daily_pnl"],
-                   cwd=PROJECT_DIR / "dbt_pnl", env=env, check=True, stdout=subprocess.DEVNULL)
+    with open(workdir / "dbt.log", "w") as out, contextlib.redirect_stdout(out):
+        run_dbt([*BUILD, "--select", "+daily_pnl"], env["ALPHAGEN_DUCKDB_PATH"], workdir / "dbt-target").wait()
     rows = Store(env["ALPHAGEN_DUCKDB_PATH"]).query("SELECT * FROM daily_pnl ORDER BY trade_date, mode")
     return [{k: (float(v) if k in ("realized_pnl", "fees") else v) for k, v in r.items()} for r in rows.iter_rows(named=True)]
 

@@ -11,9 +11,8 @@ from typing import NoReturn
 
 
 def exit_without_teardown(code: int) -> NoReturn:
-    """By now the Dagster instance, DuckDB (dbt releases it after its build) and the log
-    files are closed; only buffers remain. A dbt worker this process started and never used
-    ends by itself: its next message finds the pipe closed (dbt_process)."""
+    """By now the Dagster instance, DuckDB (dbt's process has ended) and the log files are
+    closed; only buffers remain."""
     # multiprocessing's own exit hook (what atexit would run): it frees the chart pool's
     # semaphores, which its resource tracker would otherwise report as leaked.
     multiprocessing.util._exit_function()

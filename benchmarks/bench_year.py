@@ -11,7 +11,7 @@
    as a whole process. Ours starts from a fresh Dagster instance, DuckDB file and flat-file
    cache (so it reads the same .csv.gz files as the peer). Wall-clock seconds and peak memory:
    the largest process' peak RSS (`/usr/bin/time -v`) and the process tree's summed PSS
-   (sampled every 0.5 s; ours has a dbt worker and chart workers). Medians of --runs; ratio
+   (sampled every 0.5 s; ours has dbt processes and chart workers). Medians of --runs; ratio
    ours / peer.
 3. The same for the first 20 of those days (is the peak independent of the range?).
 4. The Dagster event log (SQLite, under DAGSTER_HOME/history) that one 20-day replay adds,

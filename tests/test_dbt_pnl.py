@@ -1,6 +1,6 @@
-"""dbt_pnl end to end: real `dbt build` (the venv's dbt executable) on a real DuckDB file
-written through alphagen_core.persistence.store, then the marts read back and checked against figures
-computed by hand.
+"""dbt_pnl end to end: real `dbt build` (through DbtCliResource, as the dbt step runs it) on a
+real DuckDB file written through alphagen_core.persistence.store, then the marts read back and
+checked against figures computed by hand.
 
 Scenarios (one `dbt build` each):
 - good data: two replay versions of 2024-02-12 (the older one, written later, must be
@@ -15,9 +15,7 @@ Every run sends target/ and logs to the tmp dir; the test checks that dbt_pnl/ i
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,14 +25,14 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
+from dagster_dbt import DbtCliInvocation
+
 from alphagen_core.persistence.store import RowMeta, Store
-from tests.processes import venv_bin
+from alphagen_dagster.dbt import DBT_PROJECT_DIR, dbt_resource, run_dbt
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
-PROJECT = REPO / "dbt_pnl"
-DBT = venv_bin("dbt")
+PROJECT = DBT_PROJECT_DIR
 NY = ZoneInfo("America/New_York")
 
 DAY1 = dt.date(2024, 2, 12)
@@ -245,21 +243,15 @@ def project_files() -> set[str]:
     return {str(p.relative_to(PROJECT)) for p in PROJECT.rglob("*")}
 
 
-def dbt_env(db_path: str, work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-    env["ALPHAGEN_DUCKDB_PATH"] = db_path
-    env["DBT_LOG_PATH"] = str(work / "logs")
-    return env
+def dbt(args: list[str], db_path: str, work: Path) -> DbtRun:
+    """A dbt command the way the dbt step runs it (DbtCliResource), its output as dbt's
+    messages; target/ and dbt.log under `work`."""
+    return finished(run_dbt(args, db_path, work / "target", raise_on_error=False), time.monotonic())
 
 
-def dbt_cmd(work: Path, *args: str) -> list[str]:
-    return [
-        DBT, *args,
-        "--no-use-colors",
-        "--project-dir", str(PROJECT),
-        "--profiles-dir", str(PROJECT),
-        "--target-path", str(work / "target"),
-    ]  # fmt: skip
+def finished(invocation: DbtCliInvocation, started: float) -> DbtRun:
+    output = "\n".join(str(event) for event in invocation.stream_raw_events())
+    return DbtRun(invocation.process.returncode, output, time.monotonic() - started)
 
 
 def dbt_build(db_path: str, work: Path, *, hold_lock: bool = False) -> DbtRun:
@@ -267,33 +259,22 @@ def dbt_build(db_path: str, work: Path, *, hold_lock: bool = False) -> DbtRun:
     has started opening it, then lets go: the build only succeeds if the profile retries."""
     started = time.monotonic()
     lock = duckdb.connect(db_path) if hold_lock else None
-    proc = subprocess.Popen(
-        dbt_cmd(work, "build"),
-        env=dbt_env(db_path, work),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     try:
+        invocation = run_dbt(["build"], db_path, work / "target", raise_on_error=False)
         if lock is not None:
-            log_file = work / "logs" / "dbt.log"
+            log_file = work / "target" / "dbt.log"
             deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline:
+            while invocation.process.poll() is None and time.monotonic() < deadline:
                 if log_file.exists() and "Opening a new connection" in log_file.read_text():
                     break
                 time.sleep(0.05)
             time.sleep(0.5)  # dbt's first duckdb.connect fails on our lock meanwhile
             lock.close()
             lock = None
-        output, _ = proc.communicate(timeout=300)
+        return finished(invocation, started)
     finally:
         if lock is not None:
             lock.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return DbtRun(proc.returncode, output, time.monotonic() - started)
 
 
 def read(db_path: str, sql: str) -> list[dict]:
@@ -427,32 +408,25 @@ def test_a_null_in_a_mart_fails_its_not_null_columns_test_naming_the_column(buil
                     "CASE WHEN trade_date = DATE '2024-02-13' THEN NULL ELSE fees END AS fees) FROM daily_pnl")
     finally:
         con.close()
-    proc = subprocess.run(dbt_cmd(tmp_path, "test", "--select", "daily_pnl", "--store-failures",
-                                  "--target-path", str(tmp_path / "target")),
-                          env=dbt_env(db_path, tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0, proc.stdout
-    assert "FAIL 1 not_null_columns_daily_pnl" in proc.stdout, proc.stdout
+    run = dbt(["test", "--select", "daily_pnl", "--store-failures"], db_path, tmp_path)
+    assert run.returncode != 0, run.output
+    assert "FAIL 1 not_null_columns_daily_pnl" in run.output, run.output
     [stored] = read(db_path, "SELECT table_name FROM information_schema.tables WHERE table_schema = "
                     "'dbt_test__audit' AND table_name LIKE 'not_null_columns_daily_pnl%'")
     failures = read(db_path, f"SELECT null_column, null_rows FROM dbt_test__audit.{stored['table_name']}")
     assert failures == [{"null_column": "fees", "null_rows": 1}]
 
 
-def test_relative_database_path_is_refused(tmp_path: Path):
-    # Dagster runs dbt from the project dir, where a relative path would silently create
-    # a new, empty database; the profile refuses it before opening anything.
+def test_relative_database_path_is_refused(tmp_path: Path, monkeypatch):
+    # dbt runs in the project dir, where a relative path would silently create a new, empty
+    # database; the profile refuses it before opening anything.
     before = project_files()
-    proc = subprocess.run(
-        dbt_cmd(tmp_path, "build"),
-        env=dbt_env("alphagen.duckdb", tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0
-    assert "must be an absolute path" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    assert not (tmp_path / "alphagen.duckdb").exists()
+    monkeypatch.setenv("ALPHAGEN_DUCKDB_PATH", "alphagen.duckdb")
+    run = finished(dbt_resource().cli(["build"], target_path=tmp_path / "target", raise_on_error=False),
+                   time.monotonic())
+    assert run.returncode != 0
+    assert "must be an absolute path" in run.output, run.output
+    assert not (PROJECT / "alphagen.duckdb").exists()
     assert project_files() == before
 
 

@@ -1,50 +1,60 @@
-"""The replay's dbt build runs one model per dbt invocation, in dependency order, so that a
-live writer waits for one model at most: every model after its parents, each test with the
-last of its models, nothing left out, nothing twice."""
+"""Inside a live window the dbt step runs one model per dbt invocation, in dependency order, so
+that a live writer waits for one model at most: every model after its parents, each test with
+the last of its models, nothing left out, nothing twice; and each invocation's arguments select
+exactly its nodes, even with the selection dagster-dbt adds to them."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
 
 import pytest
 
-from alphagen_dagster.dbt import manifest
+from alphagen_dagster.dbt import UNIQUE_ID, build_args, dbt_pnl_models, manifest, model_steps, run_dbt
 
-pytestmark = pytest.mark.unit
-
-
-def _selected(models, checks):
-    return SimpleNamespace(selected_asset_keys={manifest.keys[uid] for uid in models},
-                           selected_asset_check_keys={manifest.checks[uid] for uid in checks})
+MODELS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.specs]
+TESTS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.check_specs]
+NODES = manifest["nodes"]
 
 
-def _fqn_to_uid():
-    return {"fqn:" + ".".join(n["fqn"]): uid for uid, n in {**manifest.models, **manifest.tests}.items()}
+def _parents(uid: str) -> list[str]:
+    return NODES[uid]["depends_on"]["nodes"]
 
 
-def _uids(steps):
-    by_fqn = _fqn_to_uid()
-    return [[by_fqn[arg] for arg in step if arg.startswith("fqn:")] for step in steps]
-
-
+@pytest.mark.unit
 def test_a_full_build_is_one_step_per_model_in_dependency_order_with_every_test_once():
-    steps = _uids(manifest.steps(_selected(manifest.keys, manifest.checks)))
-    assert sorted(step[0] for step in steps) == sorted(manifest.models)
+    steps = model_steps(manifest, MODELS, TESTS)
+    assert sorted(step[0] for step in steps) == sorted(MODELS)
     position = {step[0]: i for i, step in enumerate(steps)}
     for uid, i in position.items():
-        assert all(position[p] < i for p in manifest.models[uid]["depends_on"]["nodes"] if p in position), uid
+        assert all(position[p] < i for p in _parents(uid) if p in position), uid
     placed = [t for step in steps for t in step[1:]]
-    assert sorted(placed) == sorted(manifest.tests)  # every test once
+    assert sorted(placed) == sorted(TESTS)  # every test once
     for i, step in enumerate(steps):
         for test in step[1:]:
-            parents = [position[p] for p in manifest.tests[test]["depends_on"]["nodes"] if p in position]
+            parents = [position[p] for p in _parents(test) if p in position]
             assert parents and max(parents) == i, test  # runs as soon as its last model is built
 
 
+@pytest.mark.unit
 def test_a_subset_builds_only_its_models_and_checks():
-    daily = next(uid for uid, n in manifest.models.items() if n["name"] == "daily_pnl")
-    trades = next(uid for uid, n in manifest.models.items() if n["name"] == "trades")
-    checks = [uid for uid, key in manifest.checks.items() if key.asset_key == manifest.keys[daily]]
-    steps = _uids(manifest.steps(_selected([daily, trades], checks)))
-    assert [s[0] for s in steps] == [trades, daily]
-    assert sorted(steps[1][1:]) == sorted(checks) and steps[0][1:] == []
+    daily = next(uid for uid in MODELS if NODES[uid]["name"] == "daily_pnl")
+    trades = next(uid for uid in MODELS if NODES[uid]["name"] == "trades")
+    checks = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.check_specs if spec.asset_key.path == ["daily_pnl"]]
+    steps = model_steps(manifest, [daily, trades], checks)
+    assert steps == [[trades], [daily, *checks]]
+
+
+@pytest.mark.integration
+def test_each_invocation_selects_exactly_its_step_beside_dagster_dbts_own_selection(tmp_path, capsys):
+    """`dbt ls` (real dbt, through the resource) with the step's arguments and the `--select
+    fqn:*` dagster-dbt adds to them when the step runs everything."""
+    steps = model_steps(manifest, MODELS, TESTS)
+    step = next(s for s in steps if len(s) > 2)  # a model and tests of it
+    args = [arg if arg != "build" else "ls" for arg in build_args(step, manifest)]
+    ls = run_dbt([*args, "--select", "fqn:*", "--output", "json", "--output-keys", "unique_id"],
+                 tmp_path / "unused.duckdb", tmp_path / "target")
+    capsys.readouterr()
+    ls.wait()  # dagster-dbt echoes what dbt prints, `ls`'s JSON lines included
+    listed = {json.loads(line)["unique_id"] for line in capsys.readouterr().out.splitlines()
+              if line.startswith('{"unique_id"')}
+    assert listed == set(step)

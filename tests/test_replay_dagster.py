@@ -18,7 +18,7 @@ from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.dbt import dbt_pnl_models
+from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.resources import (
     FlatFilesResource,
@@ -30,6 +30,9 @@ pytestmark = pytest.mark.integration
 
 NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 11, 26)
 REPLAY_ONLY = [AssetKey(t) for t in TABLES]
+# The service's clock: inside a session's live window the dbt step builds one model per dbt
+# invocation, outside it one `dbt build`.
+INSIDE_LIVE_WINDOW, OUTSIDE_LIVE_WINDOW = "2024-12-02T10:00:00", "2024-12-02T20:00:00"
 SECRETS = {
     "POLYGON_S3_ACCESS_KEY": "SENTINELACCESSKEY0042",
     "POLYGON_S3_SECRET_KEY": "sentinel-s3-secret-0042",
@@ -49,6 +52,7 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
             "store": StoreResource(path=str(db)),
             "flatfiles": FlatFilesResource(source=source, cache_dir=str(cache)),
             "settings": SettingsResource(),
+            "dbt": dbt_resource(),
         },
     )
     return defs.resolve_job_def("replay").execute_in_process(
@@ -77,6 +81,7 @@ def replayed(tmp_path_factory, flatfiles):
     tmp = tmp_path_factory.mktemp("replay")
     mp = pytest.MonkeyPatch()
     mp.setenv("ALPHAGEN_CHART_DIR", str(tmp / "charts"))
+    mp.setenv("ALPHAGEN_SIM_START", OUTSIDE_LIVE_WINDOW)
     db = tmp / "alphagen.duckdb"
     first = run_replay(db, str(flatfiles), tmp / "cache", NORMAL, EARLY)
     store = Store(db)
@@ -170,6 +175,27 @@ def test_a_subset_of_the_dbt_models_builds_only_those_models_and_their_tests(rep
               if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks == {k for k in dbt_pnl_models.check_keys if k.asset_key == AssetKey("daily_pnl")}
     assert len(checks) == 4
+
+
+def test_inside_a_live_window_each_dbt_model_is_built_by_a_dbt_invocation_of_its_own(replayed, tmp_path,
+                                                                                     monkeypatch):
+    first, _, store, _, tmp = replayed
+    outside = {e.step_materialization_data.materialization.metadata["invocation_id"].value
+               for e in first.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key in dbt_pnl_models.keys}
+    assert len(outside) == 1  # the replay's one `dbt build`
+    monkeypatch.setenv("ALPHAGEN_SIM_START", INSIDE_LIVE_WINDOW)
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(store.path, db)
+    result = run_replay(db, str(tmp / "unused"), tmp_path / "cache", NORMAL, NORMAL,
+                        selection=list(dbt_pnl_models.keys))
+    assert result.success
+    invocations = {e.asset_key: e.step_materialization_data.materialization.metadata["invocation_id"].value
+                   for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert set(invocations) == set(dbt_pnl_models.keys)
+    assert len(set(invocations.values())) == len(invocations)
+    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert {c.asset_check_key for c in checks} == set(dbt_pnl_models.check_keys) and all(c.passed for c in checks)
 
 
 def test_a_failing_dbt_test_is_a_failed_asset_check_and_fails_the_step(replayed, tmp_path):

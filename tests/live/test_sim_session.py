@@ -39,12 +39,10 @@ def sim_venues(tmp_path: Path) -> SimVenues:
 
 
 def summary_of(tmp_path: Path, venues: SimVenues, env: dict[str, str], monkeypatch) -> dict:
-    """summarize, its `dbt build` writing target/ and logs/ under tmp_path (a test in parallel
-    may be loading the project's dbt_pnl/target/manifest.json), and DAGSTER_HOME, which it
-    sets, restored after the test."""
+    """summarize (its `dbt build` writes its target under tmp_path), and DAGSTER_HOME, which
+    it sets, restored after the test."""
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-    dbt_env = {**env, "DBT_TARGET_PATH": str(tmp_path / "dbt-target"), "DBT_LOG_PATH": str(tmp_path / "dbt-logs")}
-    return summarize(tmp_path, venues, dbt_env)
+    return summarize(tmp_path, venues, env)
 
 
 def replay_orders(store: Store) -> list[tuple[str, str, int, str]]:
