@@ -4,13 +4,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# pytest-xdist workers: much of the suite waits on processes (the Dagster daemon, CLI replays,
-# dbt), so a 2-core machine runs more workers than cores. tests/conftest.py orders the tests
-# longest first; loadgroup hands them out one at a time in that order (--no-loadscope-reorder).
+# pytest-xdist workers: much of the suite waits on processes (CLI replays, the Dagster daemon,
+# dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
+# worker (loadfile: its module fixtures are built once), slowest modules first (the order
+# tests/conftest.py gives them; --no-loadscope-reorder keeps it).
 # The simulated sessions run after, one at a time: beside other workers on 2 cores their minute
 # runs start too late for the minute (BENCHMARKS.md, "Test suite").
 TEST_WORKERS ?= 3
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo test test-fast bench ui clean
 

@@ -26,6 +26,18 @@ import pytest
 from tests.processes import clean_environ, free_port, venv_bin
 
 LAYERS = ("unit", "integration", "e2e")
+# The modules that take longest, longest first (their figures: BENCHMARKS.md, "Test suite").
+SLOWEST_FIRST = (
+    "tests/test_replay_cli.py",
+    "tests/test_replay_dagster.py",
+    "tests/live/test_doctor.py",
+    "tests/test_dbt_pnl.py",
+    "tests/test_engine_properties.py",
+    "tests/test_postgres_instance.py",
+    "tests/test_event_log_storage.py",
+    "tests/test_ui_lineage.py",
+    "tests/test_dbt_process.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -34,31 +46,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         layers = sorted({m.name for m in item.iter_markers() if m.name in LAYERS})
         if len(layers) != 1:
             wrong.append(f"  {item.nodeid}: {layers or 'none'}")
-    _longest_first(config, items)
+    _slowest_modules_first(items)
     if wrong:
         raise pytest.UsageError(
             "every test needs exactly one of the markers unit, integration, e2e (see tests/conftest.py):\n"
             + "\n".join(wrong[:20]) + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else ""))
 
 
-def _longest_first(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """xdist hands out tests in this order (with --no-loadscope-reorder): e2e, integration,
-    unit, and within a layer the longest timeout first, so the simulated sessions start at
-    once instead of setting the suite's wall time at the end. Each worker is also sent a
-    second test that waits behind its first: for the first N (one per worker), a unit test."""
-    items.sort(key=lambda item: (LAYERS[::-1].index(_layer(item) or "unit"), -_timeout(item)))
-    workers = config.getoption("numprocesses", None)
-    if not isinstance(workers, int) or workers < 2:
-        return
-    first = items[:workers]
-    waiting = [item for item in items[workers:] if _layer(item) == "unit"][:workers]
-    chosen = {id(item) for item in waiting}
-    items[:] = first + waiting + [item for item in items[workers:] if id(item) not in chosen]
+def _slowest_modules_first(items: list[pytest.Item]) -> None:
+    """`make test` hands each module whole to one xdist worker (--dist loadfile), so that its
+    module fixtures (replays, dbt builds, Dagster homes) are built once, and sends the modules
+    out in the order of their first test here (--no-loadscope-reorder): SLOWEST_FIRST in its
+    order, then the rest, end to end before integration before unit. A module's tests keep
+    their order."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    module_rank: dict[str, tuple[int, int]] = {}
+    for item in items:
+        module_rank.setdefault(_module(item), (rank.get(_module(item), len(rank)),
+                                               LAYERS[::-1].index(_layer(item) or "unit")))
+    items.sort(key=lambda item: module_rank[_module(item)])
 
 
-def _timeout(item: pytest.Item) -> float:
-    marker = item.get_closest_marker("timeout")
-    return float(marker.args[0]) if marker and marker.args else 0.0
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def _layer(item: pytest.Item) -> str | None:

@@ -260,6 +260,8 @@ def test_stream_auth_failed_raises() -> None:
 
 def test_api_key_never_appears_in_logs_output_or_errors(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)  # everything, the websockets frame dumps included
+    # (our packages' loggers too: an earlier test in this process may have configured them to INFO)
+    caplog.set_level(logging.DEBUG, logger="alphagen_core")
     clock = SimClock(at(10, 0, 55.0), speed=200.0)
     texts: list[str] = []
     with standin(clock, Faults(drop_after_messages=2, max_drops=1, error_rate=0.3, seed=3), key=SENTINEL) as s:
