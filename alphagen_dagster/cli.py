@@ -238,12 +238,11 @@ def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
     Dagster's SQLite event log opens and closes a connection per write (several per event). In
     WAL mode, closing the *last* connection to a database checkpoints it and resets the WAL, so
     every event paid for a checkpoint; with another connection open, a close is just a close
-    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages: nothing to do.
+    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages (no shard files):
+    nothing to do.
     """
-    from dagster._core.storage.event_log import SqliteEventLogStorage
-
     storage = instance.event_log_storage
-    if not isinstance(storage, SqliteEventLogStorage):
+    if not hasattr(storage, "path_for_shard"):
         yield
         return
     for shard in (storage.run_connection(run_id), storage.index_connection()):

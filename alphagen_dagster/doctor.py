@@ -35,6 +35,7 @@ MIN_FREE_BYTES = 2 * GIB  # a day's tables are megabytes; Dagster's logs and cac
 CLOCK_TOLERANCE_S = 1.0
 TOKEN_WARN_S = 24 * 3600  # Schwab refresh tokens die after 7 days; a day ahead is time to sign in
 # Daemons beat every 30 s; Dagster's own tolerance (30 min) is too late for a morning check.
+DAEMON_HEARTBEAT_INTERVAL_S = 30.0
 DAEMON_HEARTBEAT_TOLERANCE_S = 90.0
 SENSOR_TICK_MAX_AGE_S = 120.0  # the daemon evaluates each live sensor every few seconds
 LIVE_SENSORS = ("minute_sensor", "session_sensor", "premarket_check_sensor")
@@ -126,12 +127,15 @@ def _import_what_checks_use() -> None:
     deadlock on Python's import locks (seen with dagster's and schwab-py's packages)."""
     import importlib
 
-    for name in ("httpx", "websockets.sync.client", "dagster", "dagster._daemon.controller",
-                 "dagster._core.scheduler.instigation", "alphagen_core.persistence.store",
+    for name in ("httpx", "websockets.sync.client", "dagster", "alphagen_core.persistence.store",
                  "alphagen_core.adapters.polygon.market_data", "alphagen_core.adapters.schwab.session",
                  "alphagen_core.adapters.schwab.execution", "alphagen_core.adapters.schwab.market_data",
                  "alphagen_core.adapters.schwab.ratelimit", "boto3", "botocore.config"):
         importlib.import_module(name)
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as instance:  # Dagster imports its daemons' modules on first use
+        instance.get_required_daemon_types()
 
 
 def failures(results: Iterable[CheckResult]) -> list[CheckResult]:
@@ -576,34 +580,32 @@ def check_instance(ctx: Context) -> tuple[Status, str]:
 
 
 def check_daemon(ctx: Context) -> tuple[Status, str]:
-    """Every daemon the instance needs has sent a heartbeat lately."""
-    from dagster._daemon.controller import get_daemon_statuses
-
+    """Every daemon the instance needs has sent a heartbeat lately (a heartbeat's errors do
+    not count against it)."""
     with _open(ctx) as instance:
-        statuses = get_daemon_statuses(instance, instance.get_required_daemon_types(), ignore_errors=True,
-                                       heartbeat_tolerance_seconds=DAEMON_HEARTBEAT_TOLERANCE_S)
-    dead = sorted(t for t, st in statuses.items() if st.required and not st.healthy)
+        required = instance.get_required_daemon_types()
+        beats = instance.get_daemon_heartbeats()
+    now = time.time()
+    ages = {t: now - beats[t].timestamp for t in required if t in beats}
+    dead = sorted(t for t in required if ages.get(t, float("inf")) > DAEMON_HEARTBEAT_INTERVAL_S + DAEMON_HEARTBEAT_TOLERANCE_S)
     if dead:
         return Status.FAIL, f"no recent heartbeat from {', '.join(dead)}: is `alphagen run` (dagster-daemon) running?"
-    beats = [st.last_heartbeat.timestamp for st in statuses.values() if st.last_heartbeat]
-    age = time.time() - min(beats) if beats else 0.0
-    return Status.OK, f"{len(statuses)} daemons alive (oldest heartbeat {age:.0f} s ago)"
+    return Status.OK, f"{len(required)} daemons alive (oldest heartbeat {max(ages.values(), default=0.0):.0f} s ago)"
 
 
 def check_sensors(ctx: Context) -> tuple[Status, str]:
     """The live sensors are on and the daemon evaluated them lately."""
-    from dagster._core.definitions.run_request import InstigatorType
-    from dagster._core.scheduler.instigation import InstigatorStatus
+    from alphagen_dagster.instance import sensor_states
 
     with _open(ctx) as instance:
-        states = {st.name: st for st in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)}
+        states = sensor_states(instance)
     now, problems, ages = time.time(), [], []
     for name in LIVE_SENSORS:
         state = states.get(name)
         if state is None:
             problems.append(f"{name} never evaluated")
             continue
-        if state.status is InstigatorStatus.STOPPED:
+        if state.status.value == "STOPPED":
             problems.append(f"{name} is stopped (turn it on in the UI, or set ALPHAGEN_MODE=paper|live)")
             continue
         last = getattr(state.instigator_data, "last_tick_timestamp", None)

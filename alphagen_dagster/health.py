@@ -38,7 +38,7 @@ from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.domain.models import MINUTE
 from alphagen_core.operations.settings import Settings
 from alphagen_core.operations.telemetry import read_session_status
-from alphagen_dagster.instance import BAR_CLOSE_TAG
+from alphagen_dagster.instance import BAR_CLOSE_TAG, sensor_states
 
 log = structlog.get_logger(__name__)
 
@@ -112,13 +112,10 @@ class HealthMonitor:
         return {"sensor_daemon_heartbeat_age_s": age}
 
     def _sensors(self, reasons: list[str]) -> dict[str, Any]:
-        from dagster._core.scheduler.instigation import InstigatorType
-
         out: dict[str, Any] = {}
-        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-            data = state.instigator_data
-            last = getattr(data, "last_tick_timestamp", None)
-            out[state.instigator_name] = {
+        for name, state in sensor_states(self.instance).items():
+            last = getattr(state.instigator_data, "last_tick_timestamp", None)
+            out[name] = {
                 "status": state.status.value,
                 "last_tick_age_s": None if not last else round(time.time() - last, 1),
             }

@@ -116,8 +116,8 @@ def _cli_config(home: Path) -> str:
     import yaml
 
     config = yaml.safe_load((home / "dagster.yaml").read_text()) or {}
-    config["compute_logs"] = {  # referenced by module path, as in any dagster.yaml
-        "module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}
+    config["compute_logs"] = {  # the module path Dagster's documentation gives for dagster.yaml
+        "module": "dagster.core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}
     name = ".alphagen-cli.yaml"
     (home / name).write_text(yaml.safe_dump(config))
     return name
@@ -170,6 +170,12 @@ def release_dead_runs(instance, echo: Callable[[str], None]) -> list[str]:
             echo(f"run {run_id} had finished but still held the {POOL} slot: freed")
             released.append(run_id)
     return released
+
+
+def sensor_states(instance) -> dict:
+    """The stored state of every sensor the daemon has seen, by sensor name. Read with
+    `.value`s (`state.status.value == "STOPPED"`): Dagster's enums for them are not public."""
+    return {s.instigator_name: s for s in instance.all_instigator_state() if s.instigator_type.value == "SENSOR"}
 
 
 def slot_holders(instance) -> list[str]:

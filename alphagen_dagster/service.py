@@ -8,6 +8,7 @@ so stopping the service stops every run they launched too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any

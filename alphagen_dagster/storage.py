@@ -23,9 +23,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.events import ASSET_EVENTS, DagsterEventType
-from dagster._core.events.log import EventLogEntry
+from dagster import DagsterEventType, DagsterInvariantViolationError, EventLogEntry
+
+# The project's only imports of Dagster internals (tests/test_architecture.py keeps it so).
+from dagster._core.events import ASSET_EVENTS
 from dagster._core.instance.types import MayHaveInstanceWeakref
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result

@@ -1,5 +1,6 @@
-"""The layers of ARCHITECTURE.md: import-linter's contracts (pyproject.toml) hold, and the
-folder tree ARCHITECTURE.md draws is the tree on disk, module for module."""
+"""The layers of ARCHITECTURE.md: import-linter's contracts (pyproject.toml) hold, the
+folder tree ARCHITECTURE.md draws is the tree on disk, module for module, and no code uses a
+private Dagster or dbt module."""
 
 from __future__ import annotations
 
@@ -71,3 +72,37 @@ def test_only_the_one_redactor_masks_secrets() -> None:
     )
     assert "***" in redactor.read_text()
     assert masking == []
+
+
+# Dagster's and dbt's packages, and what Dagster keeps private: an underscored module under
+# them, or Dagster's internals package (dagster_shared).
+PRIVATE_MODULE = re.compile(r"^(?:(?:dagster|dagster_[a-z]+|dbt)(?:\.\w+)*\._\w*|dagster_shared)(?:\.|$)")
+SCANNED = (*PACKAGES, "tests", "benchmarks", "scripts")
+# The one module that needs them (ARCHITECTURE.md, "One run per range": the numbers and the
+# upgrade risk), and its test against Dagster's own storage.
+ALLOWED_PRIVATE = {"alphagen_dagster/storage.py", "tests/test_event_log_storage.py"}
+
+
+def private_modules_named(path: Path) -> list[str]:
+    """The private Dagster or dbt modules a file imports, or names in a string (a dagster.yaml
+    `module:` written from code, an importlib call)."""
+    named = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            named += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            named.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            named.append(node.value)
+    return [name for name in named if PRIVATE_MODULE.match(name)]
+
+
+def test_no_code_uses_a_private_dagster_or_dbt_module() -> None:
+    found = {
+        p.relative_to(REPO).as_posix(): names
+        for folder in SCANNED
+        for p in sorted((REPO / folder).rglob("*.py"))
+        if (names := private_modules_named(p))
+    }
+    assert sorted(set(found) - ALLOWED_PRIVATE) == [], found
+    assert set(found) == ALLOWED_PRIVATE  # each still needs its exemption

@@ -16,28 +16,31 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     BackfillPolicy,
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DailyPartitionsDefinition,
     Definitions,
+    EventLogEntry,
+    EventRecordsFilter,
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
     asset,
     define_asset_job,
 )
+
+# Dagster internals, as in the storage under test (the only other module allowed them): its
+# base class and the events it is fed here, built directly.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
 )
 from dagster._core.events import (
     AssetMaterializationPlannedData,
-    DagsterEvent,
     EngineEventData,
     StepMaterializationData,
 )
-from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.base import EventRecordsFilter
 
 from alphagen_dagster.storage import BatchingSqliteEventLogStorage
 

@@ -101,7 +101,7 @@ def _a_live_minute(tmp_path: Path, env: dict[str, str], monkeypatch) -> None:
             started = time.monotonic()
             result = minute_job.execute_in_process(
                 instance=instance, run_config=request.run_config, tags=request.tags,
-                resources={"store": StoreResource(path=env["ALPHAGEN_DUCKDB_PATH"]), "settings": SettingsResource()})
+                resources={"store": StoreResource(database=env["ALPHAGEN_DUCKDB_PATH"]), "settings": SettingsResource()})
             assert result.success and time.monotonic() - started < 60
             run = instance.get_run_by_id(result.run_id)
             assert run.job_name == "minute_job" and run.status is DagsterRunStatus.SUCCESS

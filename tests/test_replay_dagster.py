@@ -49,7 +49,7 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
         assets=[replay_tables, dbt_pnl_models],
         jobs=[replay_job],
         resources={
-            "store": StoreResource(path=str(db)),
+            "store": StoreResource(database=str(db)),
             "flatfiles": FlatFilesResource(source=source, cache_dir=str(cache)),
             "settings": SettingsResource(),
             "dbt": dbt_resource(),

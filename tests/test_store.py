@@ -27,6 +27,7 @@ from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote
 from alphagen_core.persistence.store import RowMeta, Store, StoreLockedError
 from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from tests.builders import at, make_engine
+from tests.processes import hold_duckdb_lock
 from tests.test_engine_handbuilt import CONFIG, DAY, slices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,23 +237,20 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     from zoneinfo import ZoneInfo
     import duckdb
-    import alphagen_core.persistence.store as store_module
     from alphagen_core.persistence.store import RowMeta, Store
 
     path, who, batches, per, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
     conflicts = 0
-    real_connect = duckdb.connect
 
-    def counting_connect(*args, **kwargs):  # the real connect, counting the lock conflicts met
+    def counting_open(read_only):  # the plain open, counting the lock conflicts met
         global conflicts
         try:
-            return real_connect(*args, **kwargs)
+            return duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as exc:
             conflicts += "lock" in str(exc)
             raise
 
-    store_module.duckdb.connect = counting_connect
-    store = Store(path, lock_timeout_s=120)
+    store = Store(path, lock_timeout_s=120, opener=counting_open)
     meta = RowMeta("replay", dt.date(2024, 2, 12), "v1", "run-" + who)
     t0 = dt.datetime(2024, 2, 12, 9, 30, tzinfo=ZoneInfo("America/New_York"))
     print("ready", flush=True)
@@ -307,28 +305,11 @@ def test_two_processes_insert_concurrently_without_losing_rows(tmp_path):
     assert per_run.rows() == [("run-A", batches * per), ("run-B", batches * per)]
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys, time, duckdb
-    con = duckdb.connect(sys.argv[1])
-    print("held", flush=True)
-    time.sleep(float(sys.argv[2]))
-    con.close()
-    """
-)
-
-
-def _hold(db: Path, seconds: float) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 @pytest.mark.integration
 def test_lock_held_longer_than_timeout_raises_clear_error(tmp_path, session_rows):
     db = tmp_path / "held.duckdb"
     Store(db).ensure_schema()
-    holder = _hold(db, 30)
+    holder = hold_duckdb_lock(db, 30)
     try:
         store = Store(db, lock_timeout_s=0.5)
         started = time.monotonic()
@@ -350,7 +331,7 @@ def test_lock_held_longer_than_timeout_raises_clear_error(tmp_path, session_rows
 def test_lock_held_shorter_than_timeout_is_waited_out(tmp_path, session_rows):
     db = tmp_path / "busy.duckdb"
     Store(db).ensure_schema()
-    holder = _hold(db, 1.5)
+    holder = hold_duckdb_lock(db, 1.5)
     try:
         started = time.monotonic()
         added = Store(db, lock_timeout_s=30).insert("signals", session_rows["signals"], meta())

@@ -1,5 +1,5 @@
-"""The append-only DuckDB store: the eight tables (their contract is `tables.py`), and the only
-module that opens the database file.
+"""The append-only DuckDB store: the eight tables (their contract is `tables.py`), and the one
+module through which the project's code uses the database file (dbt reads and writes it on its own).
 
 Rules this module enforces:
 - Rows are only inserted. Each table has a natural key within (mode, session_date, version);
@@ -9,6 +9,9 @@ Rules this module enforces:
   its index made inserts 2-3x slower, and the file lock already admits a single writer.
 - DuckDB lets one process hold the file at a time (readers included), so every use opens a
   short-lived connection, retries on the lock with jittered backoff, and closes at once.
+  Opening the file is the one part a caller may supply (`Opener`: the Dagster side opens it
+  with dagster-duckdb's resource); the lock wait, the session settings and the transactions
+  stay here.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import datetime as dt
 import errno
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +90,20 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
     return "lock" in text.lower() and ("Could not set lock" in text or "Conflicting lock" in text)
 
 
+# One attempt to open the database file (read_only or not); raises duckdb.Error when another
+# process holds its lock. Store.connect waits for the lock around it.
+Opener = Callable[[bool], duckdb.DuckDBPyConnection]
+
+
 class Store:
-    def __init__(self, path: str | Path, *, lock_timeout_s: float = 120.0) -> None:
+    def __init__(self, path: str | Path, *, lock_timeout_s: float = 120.0, opener: Opener | None = None) -> None:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self._open = opener or self._open_file
         self._schema_ready = False
+
+    def _open_file(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.path), read_only=read_only)
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -103,7 +115,7 @@ class Store:
         delay = 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = self._open(read_only)
                 break
             except duckdb.Error as exc:
                 if not _is_lock_error(exc):

@@ -161,14 +161,16 @@ def test_without_a_daemon_the_daemon_and_sensor_checks_fail(tmp_path, monkeypatc
     assert results["duckdb"].status is Status.OK and "not created yet" in results["duckdb"].detail
     assert {results[name].status for name in ("polygon rest", "polygon websocket", "clock")} == {Status.FAIL}
 
-    from dagster._daemon.types import DaemonHeartbeat
-
+    # A heartbeat as the daemon writes it (`dagster-daemon debug heartbeat` writes the sensor
+    # daemon's), then the same for every daemon the instance needs.
+    subprocess.run([str(Path(sys.executable).with_name("dagster-daemon")), "debug", "heartbeat"],
+                   env={**os.environ, "DAGSTER_HOME": str(home)}, check=True, capture_output=True, timeout=120)
     with open_instance(home) as instance:
-        required = instance.get_required_daemon_types()
-        for daemon in required:
-            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon, None, None))
+        beat = instance.get_daemon_heartbeats()["SENSOR"]
+        for daemon in instance.get_required_daemon_types():
+            instance.add_daemon_heartbeat(beat._replace(daemon_type=daemon, timestamp=time.time()))
         assert run_checks(load_settings(_env_file=None), home=home)[CHECKS.index("dagster daemon")].status is Status.OK
-        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 600, "SENSOR", None, None))  # ten minutes silent
+        instance.add_daemon_heartbeat(beat._replace(timestamp=time.time() - 600))  # ten minutes silent
     [daemon] = [r for r in run_checks(load_settings(_env_file=None), home=home) if r.name == "dagster daemon"]
     assert daemon.status is Status.FAIL and "SENSOR" in daemon.detail
 
