@@ -7,13 +7,16 @@ broker position line, as the session trader does every 15 s) every 0.2 s to the 
 through `Store`, and times each write, lock wait included. Twice: with the service's clock
 inside a session's live window (the replay then opens the file for each day's write only), and
 outside it (the replay holds the file between days, the faster way when nothing else writes).
-Prints the writes' median, p99 and max. The flat files come from bench_year's cache.
+Prints the writes' median, p99 and max, and the longest wait while the days replay and while
+the dbt step runs (from the replay's progress line that starts the dbt step). The flat files
+come from bench_year's cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import statistics
 import subprocess
 import sys
@@ -42,8 +45,9 @@ def _live_write(store: Store, n: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(flatfiles: Path, days: list[dt.date], live_window: bool, tmp: Path) -> tuple[list[float], float]:
-    """The live writes' durations, and the replay's wall time."""
+def measure(flatfiles: Path, days: list[dt.date], live_window: bool,
+            tmp: Path) -> tuple[list[tuple[float, float]], float, str]:
+    """The live writes (start, duration), the replay's wall time and its output."""
     db = tmp / "alphagen.duckdb"
     Store(db).ensure_schema()
     env = replay_env(tmp / "dagster_home", db, tmp / "cache", tmp / "charts")
@@ -56,12 +60,18 @@ def measure(flatfiles: Path, days: list[dt.date], live_window: bool, tmp: Path) 
                               stderr=subprocess.STDOUT, text=True)
     store, waits, deadline = Store(db), [], time.monotonic() + LIMIT_S
     while replay.poll() is None and time.monotonic() < deadline:
-        waits.append(_live_write(store, len(waits)))
+        waits.append((time.time(), _live_write(store, len(waits))))
         time.sleep(WRITE_EVERY_S)
     out, _ = replay.communicate(timeout=60)
     if replay.returncode != 0:
         raise SystemExit(f"the replay failed:\n{out}")
-    return waits, time.perf_counter() - started
+    return waits, time.perf_counter() - started, out
+
+
+def dbt_started(out: str) -> float:
+    """When the replay's dbt step began: its first progress line ("HH:MM:SS dbt ...", local time)."""
+    clock = re.search(r"^(\d\d:\d\d:\d\d) dbt", out, re.M)[1]
+    return dt.datetime.combine(dt.date.today(), dt.time.fromisoformat(clock)).timestamp()
 
 
 def main() -> None:
@@ -72,15 +82,21 @@ def main() -> None:
     flatfiles = ROOT / "data" / "bench" / "flatfiles-2024"
     flat_files(flatfiles, days, full_size=False)
     print(f"`.venv/bin/python benchmarks/bench_contention.py --days {args.days}` ({dt.date.today()})\n")
-    print("| the replay's clock | live writes | median | p99 | max | the replay took |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| the replay's clock | live writes | median | p99 | max | max while the days replay | max in the dbt step "
+          "| the replay took |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for live in (True, False):
         with tempfile.TemporaryDirectory(prefix="alphagen-bench-contention-") as tmp:
-            waits, took = measure(flatfiles, days, live, Path(tmp))
-            waits.sort()
+            timed, took, out = measure(flatfiles, days, live, Path(tmp))
+        dbt_at = dbt_started(out)
+        waits = sorted(w for _, w in timed)
+        # a write that ends after the dbt step began waited on it (the days' last commit is done by then)
+        days_max = max((w for at, w in timed if at + w < dbt_at), default=0.0)
+        dbt_max = max((w for at, w in timed if at + w >= dbt_at), default=0.0)
         p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))]
         label = "inside a live window (file opened per day)" if live else "outside (file held between days)"
-        print(f"| {label} | {len(waits)} | {statistics.median(waits):.3f} s | {p99:.3f} s | {waits[-1]:.3f} s | {took:.1f} s |")
+        print(f"| {label} | {len(waits)} | {statistics.median(waits):.3f} s | {p99:.3f} s | {waits[-1]:.3f} s "
+              f"| {days_max:.3f} s | {dbt_max:.3f} s | {took:.1f} s |")
 
 
 if __name__ == "__main__":
