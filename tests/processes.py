@@ -46,12 +46,17 @@ _HOLDER = textwrap.dedent(
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
     con.close()
+    if len(sys.argv) > 3:
+        open(sys.argv[3], "w").write(repr(time.time()))
     """
 )
 
 
-def hold_duckdb_lock(db: Path, seconds: float) -> subprocess.Popen:
-    """Another process holding the DuckDB file `db` for `seconds`; returns once it holds it."""
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+def hold_duckdb_lock(db: Path, seconds: float, released: Path | None = None) -> subprocess.Popen:
+    """Another process holding the DuckDB file `db` for `seconds`; returns once it holds it.
+    With `released`, it writes there the time.time() at which it let go."""
+    extra = [str(released)] if released else []
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db), str(seconds), *extra], stdout=subprocess.PIPE,
+                              text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     return holder

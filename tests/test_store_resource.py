@@ -18,9 +18,10 @@ from tests.processes import hold_duckdb_lock
 
 pytestmark = pytest.mark.integration
 
-HELD_S = 1.6
-# get_connection's attempts after a failed one: sleeps of 0.1, 0.2, 0.4, 0.8, 1.6 s ... (dagster's
-# backoff), so a file freed after HELD_S is opened no sooner than the sum of the sleeps past it.
+# get_connection sleeps 0.1, 0.2, 0.4, 0.8, 1.6 s ... between attempts (dagster's backoff): its
+# fifth attempt comes at 1.5 s plus what the failed attempts took, the sixth at 3.1 s or later.
+# A file freed between the two is opened at the sixth.
+HELD_S = 2.2
 LIBRARY_EARLIEST_S = 0.1 + 0.2 + 0.4 + 0.8 + 1.6
 
 
@@ -47,26 +48,26 @@ def test_the_store_opens_the_file_with_the_resources_connection_config(duckdb_pa
         assert con.execute("SELECT count(*) FROM executions").fetchone() == (0,)
 
 
-def _wait_to_open(open_file) -> float:
+def _open_behind_a_holder(db: Path, open_file, released: Path) -> tuple[float, float]:
+    """Seconds from when another process holds `db` for HELD_S until `open_file()` has it, and
+    how long after the holder let go that was."""
+    holder = hold_duckdb_lock(db, HELD_S, released)
     started = time.monotonic()
     with open_file() as con:
         con.execute("SELECT 1")
-    return time.monotonic() - started
+    opened_at, waited = time.time(), time.monotonic() - started
+    holder.wait(timeout=30)
+    return waited, opened_at - float(released.read_text())
 
 
-def test_a_locked_file_is_opened_a_poll_after_it_is_freed_where_get_connection_sleeps_on(duckdb_path: Path):
+def test_a_locked_file_is_opened_a_poll_after_it_is_freed_where_get_connection_sleeps_on(tmp_path, duckdb_path):
     resource = StoreResource(database=str(duckdb_path))
     resource.store().ensure_schema()
 
-    holder = hold_duckdb_lock(duckdb_path, HELD_S)
-    ours = _wait_to_open(resource.store().connect)
-    holder.wait(timeout=30)
-    holder = hold_duckdb_lock(duckdb_path, HELD_S)
-    library = _wait_to_open(resource.get_connection)
-    holder.wait(timeout=30)
-
-    assert HELD_S * 0.8 < ours < LIBRARY_EARLIEST_S - 0.5, ours  # polled at most ~0.15 s apart
-    assert library >= LIBRARY_EARLIEST_S, library
+    waited, late = _open_behind_a_holder(duckdb_path, resource.store().connect, tmp_path / "released-1")
+    assert waited > HELD_S * 0.8 and late < 1.0, (waited, late)  # polled at most ~0.15 s apart
+    waited, late = _open_behind_a_holder(duckdb_path, resource.get_connection, tmp_path / "released-2")
+    assert waited >= LIBRARY_EARLIEST_S, (waited, late)  # asleep when the file was freed
 
 
 def test_a_block_that_raises_closes_the_stores_connection_but_not_get_connections(duckdb_path: Path):
