@@ -31,6 +31,11 @@ from tests.live.test_sim_session import DAY, _kill_session_job, _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(900)]
 ALPHAGEN = Path(sys.executable).with_name("alphagen")
+# The sim day of seed 5 decides an entry on the 09:39 bar and reversals with rollovers on the
+# 09:47 and 09:53 bars (each sent a minute later), then settles at 10:00 (a short still open
+# takes its profit on the 10:00 bar): the halt, the resume and the flatten all fit before.
+SEED = 5
+REVERSAL_BAR, RESUMED_ENTRY_BAR = dt.time(9, 47), dt.time(9, 53)
 
 
 def _control(env: dict[str, str], command: str) -> None:
@@ -44,12 +49,13 @@ def _orders(venues: SimVenues) -> list[tuple[str, str]]:
 
 
 def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
-    write_sim_day(DAY, tmp_path / "flatfiles")
+    write_sim_day(DAY, tmp_path / "flatfiles", seed=SEED)
     # the stocks feed drops after its 6th message (the 09:44 bar or so); the reconnect backfills
     venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache", speed=6.0,
                        start=dt.time(9, 38), polygon_faults=Faults(drop_after_messages=6, max_drops=1, seed=1))
     tz = venues.clock.start.tzinfo
-    end = dt.datetime.combine(DAY, dt.time(10, 2), tzinfo=tz)
+    at = lambda t: dt.datetime.combine(DAY, t, tzinfo=tz)  # noqa: E731
+    end = at(dt.time(9, 59))
     with venues:
         env = sim_env(tmp_path, venues)
         store = Store(env["ALPHAGEN_DUCKDB_PATH"])
@@ -57,20 +63,20 @@ def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
             _wait(lambda: ("SELL_TO_OPEN", "FILLED") in _orders(venues), venues, end)  # the 09:40 entry
             _control(env, "halt")
             _kill_session_job(tmp_path)
-            # the 09:51 reversal closes the short; its rollover is not sent
+            # the reversal closes the short; its rollover is not sent (two minutes on)
             _wait(lambda: ("BUY_TO_CLOSE", "FILLED") in _orders(venues)
-                  and venues.clock.now().time() >= dt.time(9, 53), venues, end)
+                  and venues.clock.now() >= at(REVERSAL_BAR) + dt.timedelta(minutes=3), venues, end)
             after_halt = _orders(venues)
             _control(env, "resume")
             _wait(lambda: len(venues.schwab.orders) > len(after_halt)
-                  and venues.schwab.orders[-1].status == "FILLED", venues, end)  # the 09:59 entry
+                  and venues.schwab.orders[-1].status == "FILLED", venues, end)  # the resumed entry
             _control(env, "flatten")
             _wait(lambda: current_state(store, "paper", DAY).reason == "flattened", venues, end)
         dropped = venues.polygon.stats["ws_drops"]
     assert after_halt == [("SELL_TO_OPEN", "FILLED"), ("BUY_TO_CLOSE", "FILLED")]
     rollover = store.query("""SELECT e.status, e.order_id FROM trade_intents i JOIN executions e USING (intent_id)
                               WHERE i.mode = 'paper' AND i.reason = 'rollover' AND i.est_timestamp < ?""",
-                           [dt.datetime.combine(DAY, dt.time(9, 55), tzinfo=tz)])
+                           [at(RESUMED_ENTRY_BAR)])
     assert rollover.rows() in ([], [("CANCELED", "not-sent")])  # dropped by the minute run, or by the trader
     exits = store.query("SELECT reason FROM trade_intents WHERE mode = 'paper' AND action = 'BUY_TO_CLOSE' "
                         "ORDER BY est_timestamp")["reason"].to_list()
@@ -88,6 +94,6 @@ def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
     assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(spooled, spooled[1:]))
     processed = store.query("SELECT est_timestamp FROM equity_bars WHERE mode = 'paper' ORDER BY 1")
     minutes = processed["est_timestamp"].to_list()
-    # (the service stops once flat, so the last minute runs may not have happened by then)
-    assert minutes[0].time() == dt.time(9, 30) and minutes[-1].time() >= dt.time(9, 55)
+    # (the service stops once flat, so the minute runs after the resumed entry's may not have happened)
+    assert minutes[0].time() == dt.time(9, 30) and minutes[-1].time() >= RESUMED_ENTRY_BAR
     assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(minutes, minutes[1:]))
