@@ -286,16 +286,16 @@ def test_killed_replays_leave_nothing_held_and_the_next_replay_runs(tmp_path, fl
         proc, lines = _interrupt_replay(cli, sig, group)
         sent = time.monotonic()
         try:
-            code = proc.wait(timeout=30)
+            code = proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"{sig.name}: still running 30 s later:\n{lines.rest()}")
+            pytest.fail(f"{sig.name}: still running 60 s later:\n{lines.rest()}")
         out = lines.rest()
         outputs[sig, group] = out
         assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
         assert f"{sig.name} received: stopping after the current day" in out, out
         assert code != 0, out
-        assert time.monotonic() - sent < 30
+        assert time.monotonic() - sent < 60
         # Stopped at a day boundary: the days it names as replayed are in the file, whole.
         assert f"not replayed: {sig.name} received" in out, out
         outcome = re.search(r"run ([-0-9a-f]{36}) FAILED .*: (\d) of 8 days replayed", out)
