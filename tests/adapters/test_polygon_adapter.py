@@ -73,7 +73,9 @@ class Run:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(10)
+        # the stop is checked between messages and REST calls; a backfill retrying injected
+        # errors finishes its call first, which on a loaded machine took over 10 s once
+        self._thread.join(30)
         assert not self._thread.is_alive(), "the stream did not stop"
 
     def wait_for(self, cond: Callable[[], bool], timeout: float) -> bool:
