@@ -118,8 +118,8 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     target = target_dir(cfg.alphagen_cache_dir, db_path)
     in_live_window = live_session_at(clock_from_settings(cfg).now()) is not None
     builds = one_model_at_a_time(context) if in_live_window else [list(BUILD)]
-    context.log.info(f"dbt: {len(builds)} build(s){' (one model each: a live window)' if in_live_window else ''}, "
-                     f"target {target}")
+    how = "one per model: inside a live session's window" if in_live_window else "one for the whole selection"
+    context.log.info(f"dbt build: {len(builds)} dbt process(es), {how}; target {target}")
     with duckdb_path_for_dbt(db_path):
         for args in builds:  # the first that fails raises, with dbt's errors
             yield from dbt.cli(args, context=context, target_path=target).stream()
