@@ -16,6 +16,7 @@ from dagster import (
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -24,6 +25,7 @@ from dagster import (
     TableSchema,
     multi_asset,
 )
+from pydantic import Field
 
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
 from alphagen_core.application.chart import write_day_chart
@@ -38,7 +40,8 @@ from alphagen_core.domain.clock import Clock, clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
 from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
 from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
-from alphagen_core.persistence.tables import TABLES, Table
+from alphagen_core.operations.variants import BASE, VARIANT_KEYS, VariantError, version_row
+from alphagen_core.persistence.tables import SOURCES, Table
 from alphagen_dagster import stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
 from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
@@ -59,6 +62,7 @@ TABLE_DEPS: dict[str, list[str]] = {  # how each table's rows are derived
     "executions": ["trade_intents", "option_quotes"],
     "broker_positions": ["executions"],
     "position_state": ["normalized_ticks", "executions"],
+    "versions": [],
 }
 
 
@@ -80,7 +84,17 @@ def table_asset_spec(table: Table, deps: list[str]) -> AssetSpec:
     )
 
 
-TABLE_SPECS = [table_asset_spec(TABLES[name], deps) for name, deps in TABLE_DEPS.items()]
+TABLE_SPECS = [table_asset_spec(SOURCES[name], deps) for name, deps in TABLE_DEPS.items()]
+
+
+class ReplayConfig(Config):
+    """The variant to replay: `base` is the environment's settings; another name runs them with
+    `settings` (environment-variable name -> value) changed."""
+
+    variant: str = Field(BASE, description="The variant's name (base: the environment's settings).")
+    settings: dict[str, str] = Field(
+        default_factory=dict, description="Settings the variant changes, by environment-variable name: "
+        + ", ".join(VARIANT_KEYS) + ".")
 
 
 def replay_version(context: AssetExecutionContext) -> str:
@@ -101,6 +115,7 @@ def replay_version(context: AssetExecutionContext) -> str:
 )
 def replay_tables(
     context: AssetExecutionContext,
+    config: ReplayConfig,
     store: StoreResource,
     flatfiles: FlatFilesResource,
     settings: SettingsResource,
@@ -112,8 +127,12 @@ def replay_tables(
     alone: it writes nothing, its partition's metadata says why, and the other days go on.
     The run still fails in the end (the dbt step raises once the marts are built, so they
     match the days that landed); a full disk stops the range at once."""
-    cfg = settings.get()
+    try:
+        cfg = settings.for_variant(config.variant, config.settings)
+    except VariantError as exc:
+        raise Failure(description=str(exc)) from None
     strategy = cfg.strategy_config()
+    recorded = version_row(config.variant, cfg)
     source = flatfiles.open(cfg)
     db = store.store()
     runs_dbt = _runs_dbt(context)
@@ -135,7 +154,7 @@ def replay_tables(
             try:
                 data, slices, run, added = _replay_day(
                     day, source, Path(flatfiles.cache_dir), cfg, strategy, opened,
-                    RowMeta("replay", day, version, context.run.run_id))
+                    RowMeta("replay", day, version, context.run.run_id), recorded)
             except _DayFailed as failed:
                 if failed.__cause__ is not None:
                     context.log.debug(f"{day}: {''.join(traceback.format_exception(failed.__cause__))}")
@@ -164,7 +183,8 @@ def replay_tables(
     for spec in TABLE_SPECS:
         yield MaterializeResult(
             asset_key=spec.key,
-            metadata={"version": version, "replayed_days": len(summaries), "failed_days": len(failures)},
+            metadata={"version": version, "variant": config.variant, "replayed_days": len(summaries),
+                      "failed_days": len(failures)},
         )
     yield from checks.results()
     if failures and not runs_dbt:  # else the dbt step fails the run once the marts are built
@@ -176,7 +196,8 @@ class _DayFailed(Exception):
 
 
 def _replay_day(day: dt.date, source, cache_dir: Path, cfg, strategy: StrategyConfig,
-                opened: "_OnFirstWrite", meta: RowMeta) -> tuple[DayData, list, SessionRun, dict[str, int]]:
+                opened: "_OnFirstWrite", meta: RowMeta, recorded: dict[str, str],
+                ) -> tuple[DayData, list, SessionRun, dict[str, int]]:
     """Read, run and write one day (one transaction), or _DayFailed; a full disk is a Failure
     of the whole range."""
     sess = session(day)
@@ -195,7 +216,7 @@ def _replay_day(day: dt.date, source, cache_dir: Path, cfg, strategy: StrategyCo
         src = f"flatfiles:{source.name}"
         batches = tables_for(run, equity_bar_rows(data.equity, src),
                              option_quote_rows(data.options, cfg.paper_half_spread, src))
-        added = db.write(batches, meta)
+        added = db.write({**batches, "versions": [recorded]}, meta)
     except Exception as exc:  # one day's bad data must not take the range down
         _raise_if_disk_full(exc, day, db.path)
         raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from alphagen_core.operations.variants import BASE, VARIANT_KEYS
 from alphagen_dagster.instance import PROJECT_DIR
 from alphagen_dagster.teardown import exit_without_teardown
 
@@ -70,16 +71,41 @@ def sample(start: dt.date, end: dt.date, out: Path, seed: int, full_size: bool) 
     click.echo(f"wrote {len(paths)} files under {out}")
 
 
+_VARIANT_HELP = ("Replay under a named variant of the strategy and risk settings (default: base, the "
+                 "environment's settings); its days are reported apart from base's.")
+_SET_HELP = ("With --variant: a setting the variant changes, KEY=VALUE by its environment-variable name, "
+             "validated as the environment is; repeatable. Allowed: " + ", ".join(VARIANT_KEYS) + ".")
+
+
 @main.command()
 @click.option("--start", required=True, callback=_date)
 @click.option("--end", callback=_date, help="Defaults to --start.")
 @click.option("--source", help="A folder in flat-file key layout, or 's3'. Default: settings.")
-def replay(start: dt.date, end: dt.date | None, source: str | None) -> None:
+@click.option("--variant", help=_VARIANT_HELP)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+def replay(start: dt.date, end: dt.date | None, source: str | None, variant: str | None,
+           assignments: tuple[str, ...]) -> None:
     """Replay trading days through the Dagster replay job (one run for the whole range)."""
-    exit_without_teardown(0 if run_replay(start, end or start, source) else 1)
+    chosen = _variant_options(variant, assignments)
+    exit_without_teardown(0 if run_replay(start, end or start, source, chosen) else 1)
 
 
-def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
+def _variant_options(variant: str | None, assignments: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """The variant and its overrides, validated as the replay step validates them."""
+    from alphagen_core.operations.variants import VariantError, parse_assignments, variant_settings
+
+    if assignments and variant is None:
+        raise click.UsageError("--set needs --variant NAME: base is the environment's settings")
+    try:
+        overrides = parse_assignments(assignments)
+        variant_settings(variant or BASE, overrides)
+    except VariantError as exc:
+        raise click.UsageError(str(exc)) from None
+    return variant or BASE, overrides
+
+
+def run_replay(start: dt.date, end: dt.date, source: str | None = None,
+               variant: tuple[str, dict[str, str]] | None = None) -> bool:
     from alphagen_core.domain.calendar import NY
     from alphagen_core.operations.settings import load_settings
     from alphagen_dagster.instance import dagster_home
@@ -126,12 +152,18 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
                     "dagster/asset_partition_range_end": days[-1].isoformat(),
                     PROCESS_TAG: this_process(),
                 },
-                run_config={"loggers": {"progress": {}}},
+                run_config=replay_run_config(*(variant or (BASE, {}))),
             )
         _write_details(instance, result.run_id, log_file)
     elapsed = time.perf_counter() - started
     _print_outcome(result, days, elapsed, log_file)
     return result.success
+
+
+def replay_run_config(variant: str, overrides: dict[str, str]) -> dict:
+    """The replay job's run config: the variant goes to the replay step, as from the UI."""
+    return {"loggers": {"progress": {}},
+            "ops": {"replay_tables": {"config": {"variant": variant, "settings": overrides}}}}
 
 
 def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.date) -> list[dt.date]:

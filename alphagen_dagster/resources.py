@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -10,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from alphagen_core.adapters.polygon.flatfiles import FlatFileSource, flatfile_source
 from alphagen_core.operations.settings import Settings, get_settings, load_settings
+from alphagen_core.operations.variants import variant_settings
 from alphagen_core.persistence.store import Store
 
 
@@ -57,6 +59,10 @@ class SettingsResource(ConfigurableResource):
 
     def get(self) -> Settings:
         return load_settings()
+
+    def for_variant(self, variant: str, overrides: Mapping[str, str]) -> Settings:
+        """The settings of a named variant (`VariantError` when it cannot run)."""
+        return variant_settings(variant, overrides)
 
 
 def default_resources() -> dict[str, object]:

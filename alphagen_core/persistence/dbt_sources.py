@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from alphagen_core.persistence.tables import TABLES, Table
+from alphagen_core.persistence.tables import SOURCES, Table
 
 SOURCES_YML = Path(__file__).resolve().parents[2] / "dbt_pnl" / "models" / "staging" / "_sources.yml"
 
@@ -20,7 +20,7 @@ HEADER = """\
 # Written by `python -m alphagen_core.persistence.dbt_sources` from the table contract,
 # alphagen_core/persistence/tables.py: change that, then run the command.
 #
-# The eight append-only tables, written only by alphagen_core/persistence/store.py into the
+# The eight append-only tables and `versions`, written only by alphagen_core/persistence/store.py into the
 # `main` schema of the DuckDB file. Rows are only inserted, and a new replay of a day appends a
 # new version. meta.dagster.asset_key joins each source to the Dagster asset of the same name,
 # so the Python assets and the dbt models form one lineage graph.
@@ -53,7 +53,7 @@ def render() -> str:
             "name": "alphagen",
             "description": "Alpha-Gen audit tables (DuckDB, append-only).",
             "schema": "main",
-            "tables": [_source_table(t) for t in TABLES.values()],
+            "tables": [_source_table(t) for t in SOURCES.values()],
         }],
     }
     return HEADER + yaml.dump(sources, Dumper=_IndentedLists, sort_keys=False, width=100, allow_unicode=True)

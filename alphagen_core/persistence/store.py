@@ -1,4 +1,4 @@
-"""The append-only DuckDB store: the eight tables (their contract is `tables.py`), and the one
+"""The append-only DuckDB store: the eight tables and `versions` (their contract is `tables.py`), and the one
 module through which the project's code uses the database file (dbt reads and writes it on its own).
 
 Rules this module enforces:
@@ -30,8 +30,9 @@ import duckdb
 import polars as pl
 import structlog
 
+from alphagen_core.operations.variants import BASE
 from alphagen_core.persistence.rows import to_frame
-from alphagen_core.persistence.tables import ALL_TABLES, TABLES, Table
+from alphagen_core.persistence.tables import ALL_TABLES, Table
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +67,11 @@ class RowMeta:
         }
 
 
-# Every run writes normalized_ticks, so its newest version is the (mode, session_date)'s latest.
-_LATEST_VERSION = "SELECT max(version) FROM normalized_ticks WHERE mode = ? AND session_date = ?"
+# Every run writes normalized_ticks, so the newest of a variant's versions there is the latest
+# of its (mode, variant, session_date); a version without a versions row is base.
+_LATEST_VERSION = f"""SELECT max(t.version) FROM normalized_ticks AS t
+    LEFT JOIN versions AS v USING (mode, session_date, version)
+    WHERE t.mode = ? AND t.session_date = ? AND coalesce(v.variant, '{BASE}') = ?"""
 
 
 class StoreLockedError(RuntimeError):
@@ -176,23 +180,24 @@ class Store:
             self.ensure_schema(con)
             return con.sql(sql, params=params).pl() if params else con.sql(sql).pl()
 
-    def latest_version(self, mode: str, session_date: dt.date) -> str | None:
-        frame = self.query(f"SELECT ({_LATEST_VERSION}) AS v", [mode, session_date])
+    def latest_version(self, mode: str, session_date: dt.date, variant: str = BASE) -> str | None:
+        frame = self.query(f"SELECT ({_LATEST_VERSION}) AS v", [mode, session_date, variant])
         return frame["v"][0] if frame.height else None
 
-    def latest(self, table: str, mode: str, session_date: dt.date) -> pl.DataFrame:
-        """The rows of the latest version for (mode, session_date), ordered by natural key.
+    def latest(self, table: str, mode: str, session_date: dt.date, variant: str = BASE) -> pl.DataFrame:
+        """The rows of the latest version of the variant for (mode, session_date), ordered by
+        natural key.
 
         The latest version is taken from normalized_ticks, which every run writes, so a table
         with no rows in that version (no trades today) reads as empty, not as an older one.
         """
-        spec = TABLES[table]
+        spec = ALL_TABLES[table]
         order = ", ".join(f'"{k}"' for k in spec.key)
         return self.query(
             f"""SELECT * FROM {spec.name}
                 WHERE mode = ? AND session_date = ? AND version = ({_LATEST_VERSION})
                 ORDER BY {order}""",
-            [mode, session_date, mode, session_date],
+            [mode, session_date, mode, session_date, variant],
         )
 
 

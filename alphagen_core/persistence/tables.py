@@ -50,7 +50,8 @@ META = (
     required("session_date", DATE, "The trading day (America/New_York) the row belongs to."),
     required("version", VARCHAR,
              "The replay that produced the row (replay) or the trading session (paper, live). "
-             "Readers use max(version) in normalized_ticks per (mode, session_date)."),
+             "Readers use max(version) in normalized_ticks per (mode, variant, session_date), a "
+             "version's variant being its versions row's (base without one)."),
     required("run_id", VARCHAR, "The Dagster run that wrote the row (audit)."),
     required("written_at", TIMESTAMPTZ, "When the row was written."),
 )
@@ -245,6 +246,23 @@ TABLES: dict[str, Table] = {
               SIGNALS, TRADE_INTENTS, EXECUTIONS)
 }
 
+VERSIONS = Table(
+    "versions",
+    "What each version ran with: its variant, the strategy and risk settings and the code version. "
+    "A version without a row here (written before versions were recorded) is the variant base.",
+    (
+        required("variant", VARCHAR,
+                 "The named set of strategy and risk settings; base: the environment's."),
+        required("settings", VARCHAR,
+                 "The strategy and risk settings the version ran with, JSON by environment-variable name."),
+        required("code_version", VARCHAR, "The package version and git commit (+unknown outside a checkout)."),
+    ),
+    ("variant",),
+)
+
+# The tables dbt reads and the replay step materializes: the eight and the versions.
+SOURCES: dict[str, Table] = {**TABLES, VERSIONS.name: VERSIONS}
+
 # Not one of the eight: no version of a replay writes it (its rows carry version "control").
 CONTROL_EVENTS = Table(
     "control_events",
@@ -258,4 +276,4 @@ CONTROL_EVENTS = Table(
     ("est_timestamp", "state", "source"),
 )
 
-ALL_TABLES: dict[str, Table] = {**TABLES, CONTROL_EVENTS.name: CONTROL_EVENTS}
+ALL_TABLES: dict[str, Table] = {**SOURCES, CONTROL_EVENTS.name: CONTROL_EVENTS}

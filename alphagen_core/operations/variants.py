@@ -1,0 +1,107 @@
+"""Named variants: a replay under other strategy and risk settings, and what a version records.
+
+A variant is a name and `KEY=VALUE` overrides of the settings the engine and the fill model run
+with, named as their environment variables. The overrides go through `Settings` itself, so they
+are validated exactly as the environment is; `base` is the environment's settings, unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the settings import the engine: `alphagen --help` lists VARIANT_KEYS without it
+    from alphagen_core.operations.settings import Settings
+
+BASE = "base"
+
+# The settings a variant may change: those `Settings.strategy_config()` and `risk_config()` are
+# built from, and the fill model's half-spread. Nothing else (brokers, data sources, paths,
+# secrets) belongs to a strategy, and only these are recorded with a version.
+VARIANT_KEYS = (
+    "RISK_STOP_LOSS_MULTIPLE",
+    "RISK_TAKE_PROFIT_MULTIPLE",
+    "RISK_MAX_POSITION_SIZE",
+    "RISK_TRADING_CAPITAL",
+    "RISK_MAX_DAILY_LOSS",
+    "RISK_MAX_ENTRIES_PER_DAY",
+    "ORDER_MAX_DEVIATION",
+    "FEE_PER_CONTRACT",
+    "FEE_REGULATORY_PER_CONTRACT",
+    "SIGNAL_COOLDOWN_SECONDS",
+    "NO_ENTRY_MINUTES_BEFORE_CLOSE",
+    "FLATTEN_MINUTES_BEFORE_CLOSE",
+    "OPTION_STRIKE_OFFSET",
+    "MARKET_DATA_STALE_SECONDS",
+    "PAPER_HALF_SPREAD",
+)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]{0,99}")
+
+
+class VariantError(ValueError):
+    """A variant that cannot run: a bad name, key or value. Never echoes a value."""
+
+
+def variant_settings(variant: str, overrides: Mapping[str, str]) -> Settings:
+    """The environment's settings with the variant's overrides, validated as the environment is."""
+    from alphagen_core.operations.settings import SettingsError, load_settings
+
+    if not _NAME.fullmatch(variant):
+        raise VariantError(f"variant name {variant!r}: letters, digits and _ . = , + - only, at most 100")
+    if variant == BASE and overrides:
+        raise VariantError("variant 'base' is the environment's settings: name the variant to --set anything")
+    if unknown := sorted(k for k in overrides if k.upper() not in VARIANT_KEYS):
+        raise VariantError(f"not a strategy or risk setting: {', '.join(unknown)} "
+                           f"(a variant may set {', '.join(VARIANT_KEYS)})")
+    try:
+        return load_settings(**{key.lower(): value for key, value in overrides.items()})
+    except SettingsError as exc:
+        raise VariantError(str(exc)) from None
+
+
+def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """`KEY=VALUE` strings as a dict, keys upper-cased (as the environment's names)."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise VariantError(f"{key.strip() or pair!r}: expected KEY=VALUE")
+        overrides[key.strip().upper()] = value.strip()
+    return overrides
+
+
+def recorded_settings(settings: Settings) -> dict[str, object]:
+    """The strategy and risk settings a version ran with, by environment name (no secrets:
+    only the variant keys)."""
+    return {key: getattr(settings, key.lower()) for key in VARIANT_KEYS}
+
+
+def version_row(variant: str, settings: Settings) -> dict[str, str]:
+    """The `versions` row of a version: its variant, settings (JSON) and code version."""
+    return {"variant": variant, "settings": json.dumps(recorded_settings(settings), sort_keys=True),
+            "code_version": code_version()}
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version, plus the git commit of the checkout it runs from when there is one."""
+    try:
+        package = version("alphagen")
+    except PackageNotFoundError:
+        package = "unknown"
+    return f"{package}+{_git_commit(Path(__file__).resolve().parents[2]) or 'unknown'}"
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
