@@ -307,10 +307,11 @@ def report(for_date: dt.date | None, mode: str | None, stats: bool, compare_mode
 
 
 def compare_table(day: dt.date) -> str:
-    """The day's round trips, replay beside paper and live, the i-th of each mode side by side
+    """The day's round trips, replay (base) beside paper and live, the i-th of each mode side by side
     in order of entry: the traded prices' differences are the slippage against the model."""
     frame = _mart("""SELECT mode, entry_time, option_symbol, qty, entry_price, exit_price, exit_reason, pnl
-                     FROM trades WHERE trade_date = ? ORDER BY mode, entry_time, position_id""", [day])
+                     FROM trades WHERE trade_date = ? AND variant = ? ORDER BY mode, entry_time, position_id""",
+                  [day, BASE])
     by_mode = {m: [r for r in frame.iter_rows(named=True) if r["mode"] == m] for m in ("replay", "paper", "live")}
     others = [m for m in ("paper", "live") if by_mode[m]]
     if not by_mode["replay"] or not others:
@@ -379,28 +380,28 @@ def stats_table(mode: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def pnl_table(for_date: dt.date | None = None, mode: str | None = None) -> str:
+def pnl_table(for_date: dt.date | None = None, mode: str | None = None, variant: str | None = None) -> str:
+    """daily_pnl, one block per (mode, variant) with its total: a variant's days never mix into base's."""
     where, params = [], []
-    if for_date:
-        where.append("trade_date = ?")
-        params.append(for_date)
-    if mode:
-        where.append("mode = ?")
-        params.append(mode)
+    for column, value in (("trade_date", for_date), ("mode", mode), ("variant", variant)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
     sql = "SELECT * FROM daily_pnl" + (f" WHERE {' AND '.join(where)}" if where else "")
-    frame = _mart(sql + " ORDER BY trade_date, mode", params)
+    frame = _mart(sql + " ORDER BY mode, variant, trade_date", params)
     if frame.is_empty():
         return "no P/L rows for that selection"
-    header = f"{'date':<12}{'mode':<8}{'trades':>7}{'wins':>6}{'losses':>7}{'fees':>12}{'realized P/L':>16}"
-    lines = [header, "-" * len(header)]
-    for r in frame.iter_rows(named=True):
-        lines.append(
-            f"{r['trade_date']!s:<12}{r['mode']:<8}{r['trades']:>7}{r['wins']:>6}{r['losses']:>7}"
-            f"{r['fees']:>12,.2f}{r['realized_pnl']:>16,.2f}"
-        )
-    lines.append("-" * len(header))
-    lines.append(f"{'total':<20}{frame['trades'].sum():>7}{frame['wins'].sum():>6}{frame['losses'].sum():>7}"
-                 f"{frame['fees'].sum():>12,.2f}{frame['realized_pnl'].sum():>16,.2f}")
+    header = (f"{'date':<12}{'mode':<8}{'variant':<16}{'trades':>7}{'wins':>6}{'losses':>7}{'fees':>12}"
+              f"{'realized P/L':>16}")
+    lines = [header]
+    for (mode_, variant_), rows in frame.group_by(["mode", "variant"], maintain_order=True):
+        lines.append("-" * len(header))
+        for r in rows.iter_rows(named=True):
+            lines.append(
+                f"{r['trade_date']!s:<12}{r['mode']:<8}{r['variant']:<16}{r['trades']:>7}{r['wins']:>6}"
+                f"{r['losses']:>7}{r['fees']:>12,.2f}{r['realized_pnl']:>16,.2f}")
+        lines.append(f"{'total':<12}{mode_:<8}{variant_:<16}{rows['trades'].sum():>7}{rows['wins'].sum():>6}"
+                     f"{rows['losses'].sum():>7}{rows['fees'].sum():>12,.2f}{rows['realized_pnl'].sum():>16,.2f}")
     return "\n".join(lines)
 
 
@@ -595,7 +596,7 @@ def demo(out: Path) -> None:
         raise click.ClickException("the replay failed; see the messages above")
     settings = get_settings()
     click.echo("3/3 daily P/L (dbt mart daily_pnl) and the performance summary (performance_summary)\n")
-    click.echo(pnl_table(mode="replay"))
+    click.echo(pnl_table(mode="replay", variant=BASE))
     click.echo("\n" + stats_table(mode="replay"))
     click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
     click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/")

@@ -114,7 +114,9 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     """Daily P/L and the trades mart over every version's latest rows (marts are rebuilt whole:
     they are small, and a full build cannot drift from the tables)."""
     cfg = settings.get()
-    db_path = store.store().path
+    db = store.store()
+    db.ensure_schema()  # a file from before a table (versions) was added gets it before dbt reads it
+    db_path = db.path
     target = target_dir(cfg.alphagen_cache_dir, db_path)
     in_live_window = live_session_at(clock_from_settings(cfg).now()) is not None
     builds = one_model_at_a_time(context) if in_live_window else [list(BUILD)]

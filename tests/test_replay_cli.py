@@ -99,10 +99,10 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
 
 
 def report_rows(text: str) -> dict[str, tuple[int, float]]:
-    """`alphagen report`'s rows: date -> (trades, realized P/L)."""
+    """`alphagen report`'s rows of base: date -> (trades, realized P/L)."""
     rows = {}
     for line in text.splitlines():
-        if m := re.match(r"(\d{4}-\d\d-\d\d)\s+replay\s+(\d+)\s+\d+\s+\d+\s+[-\d,.]+\s+([-\d,.]+)$", line):
+        if m := re.match(r"(\d{4}-\d\d-\d\d)\s+replay\s+base\s+(\d+)\s+\d+\s+\d+\s+[-\d,.]+\s+([-\d,.]+)$", line):
             rows[m[1]] = (int(m[2]), float(m[3].replace(",", "")))
     return rows
 

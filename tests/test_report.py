@@ -26,9 +26,9 @@ def _report(tmp_path: Path, alphagen, rows) -> subprocess.CompletedProcess[str]:
     with duckdb.connect(str(db)) as con:
         con.execute("""CREATE TABLE trades (trade_date DATE, mode VARCHAR, position_id VARCHAR, entry_time TIMESTAMPTZ,
                        option_symbol VARCHAR, qty BIGINT, entry_price DECIMAL(18, 4), exit_price DECIMAL(18, 4),
-                       exit_reason VARCHAR, pnl DECIMAL(18, 2))""")
+                       exit_reason VARCHAR, pnl DECIMAL(18, 2), variant VARCHAR)""")
         for i, (mode, hhmm, symbol, entry, exit_, reason) in enumerate(rows):
-            con.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, 25, ?, ?, ?, ?)",
+            con.execute("INSERT INTO trades VALUES (?, ?, ?, ?, ?, 25, ?, ?, ?, ?, 'base')",
                         [DAY, mode, f"pos-{i}", f"{DAY} {hhmm}:00-05:00", symbol, entry, exit_, reason,
                          round((entry - exit_) * 2500, 2)])
     return alphagen("report", "--compare-modes", "--for-date", str(DAY), env={"ALPHAGEN_DUCKDB_PATH": str(db)},

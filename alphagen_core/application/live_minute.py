@@ -53,6 +53,7 @@ from alphagen_core.domain.models import (
     TradingState,
 )
 from alphagen_core.operations.settings import Settings
+from alphagen_core.operations.variants import BASE, version_row
 from alphagen_core.persistence.rows import (
     bar_rows,
     bars_from,
@@ -258,6 +259,7 @@ def _increment(store: Store, market: MarketDataClient, settings: Settings, sess:
         "position_state": run.positions,
         "signals": run.signals,
         "trade_intents": run.intents,
+        "versions": [version_row(BASE, settings)],  # once per version: the store skips a key it has
     }
     result.rows = store.write(batches, RowMeta(mode, sess.date, session_version(sess.date), run_id))
     if engine.loss_limit_hit and not limit_hit_before:

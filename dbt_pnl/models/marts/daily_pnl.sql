@@ -1,34 +1,37 @@
--- One row per (trade_date, mode) the engine ran (every session present in the latest
--- normalized_ticks), trading or not: a day without fills has zeros, not a missing row.
+-- One row per (trade_date, mode, variant) the engine ran (every session present in the latest
+-- normalized_ticks of the variant), trading or not: a day without fills has zeros, not a
+-- missing row.
 --   realized_pnl: sum of pnl_contrib of FILLED executions, net of fees, in dollars (cents)
 --   fees:         sum of fees of FILLED executions
 --   trades:       completed round trips (positions with an exit fill), from `trades`
 --   wins/losses:  round trips whose P/L (sum of their fills' pnl_contrib) is > 0 / < 0
---   variant:      the named strategy settings; `base` until replays record theirs
+--   variant:      the named strategy and risk settings of the version (stg_latest_versions)
 with sessions as (
-    select mode, session_date, version from {{ ref('stg_latest_versions') }}
+    select mode, variant, session_date, version from {{ ref('stg_latest_versions') }}
 ),
 
 fills as (
     select
         mode,
+        variant,
         session_date,
         sum(pnl_contrib) as realized_pnl,
         sum(fees) as fees
     from {{ ref('stg_executions') }}
     where is_fill
-    group by mode, session_date
+    group by mode, variant, session_date
 ),
 
 round_trips as (
     select
         mode,
+        variant,
         trade_date as session_date,
         count(*) as trades,
         count(*) filter (where pnl > 0) as wins,
         count(*) filter (where pnl < 0) as losses
     from {{ ref('trades') }}
-    group by mode, trade_date
+    group by mode, variant, trade_date
 )
 
 select
@@ -39,12 +42,14 @@ select
     cast(coalesce(round_trips.trades, 0) as bigint) as trades,
     cast(coalesce(round_trips.wins, 0) as bigint) as wins,
     cast(coalesce(round_trips.losses, 0) as bigint) as losses,
-    'base' as variant,
+    sessions.variant,
     sessions.version
 from sessions
 left join fills
     on sessions.mode = fills.mode
+    and sessions.variant = fills.variant
     and sessions.session_date = fills.session_date
 left join round_trips
     on sessions.mode = round_trips.mode
+    and sessions.variant = round_trips.variant
     and sessions.session_date = round_trips.session_date

@@ -27,7 +27,7 @@ with days as (
 round_trips as (
     select
         mode,
-        'base' as variant,
+        variant,
         count(*) as trades,
         count(*) filter (where pnl > 0) as wins,
         count(*) filter (where pnl < 0) as losses,
@@ -42,7 +42,7 @@ round_trips as (
         count(*) filter (where exit_reason = 'daily_loss_limit') as exits_daily_loss_limit,
         count(*) filter (where exit_reason = 'flatten') as exits_flatten
     from {{ ref('trades') }}
-    group by mode
+    group by mode, variant
 ),
 
 drawdowns as (

@@ -1,5 +1,5 @@
 -- One row per completed round trip (a position with at least one exit fill), latest version
--- of each (mode, session_date) only. Only FILLED executions count.
+-- of each (mode, variant, session_date) only. Only FILLED executions count.
 --   entry_price: the credit received per contract (qty-weighted over the entry fills)
 --   exit_price:  the debit paid per contract (qty-weighted over the exit fills)
 --   pnl:         sum of the position's pnl_contrib = (credit - debit) * 100 * qty - all fees
@@ -12,6 +12,7 @@ with fills as (
 entries as (
     select
         mode,
+        variant,
         session_date,
         position_id,
         first(option_symbol order by est_timestamp, execution_id) as option_symbol,
@@ -21,12 +22,13 @@ entries as (
         sum(fill_price * qty) / nullif(sum(qty), 0) as entry_price
     from fills
     where is_entry_fill
-    group by mode, session_date, position_id
+    group by mode, variant, session_date, position_id
 ),
 
 exits as (
     select
         mode,
+        variant,
         session_date,
         version,
         position_id,
@@ -36,18 +38,19 @@ exits as (
         last(exit_reason order by est_timestamp, execution_id) as exit_reason
     from fills
     where is_exit_fill
-    group by mode, session_date, version, position_id
+    group by mode, variant, session_date, version, position_id
 ),
 
 totals as (
     select
         mode,
+        variant,
         session_date,
         position_id,
         sum(fees) as fees,
         sum(pnl_contrib) as pnl
     from fills
-    group by mode, session_date, position_id
+    group by mode, variant, session_date, position_id
 )
 
 select
@@ -65,17 +68,21 @@ select
     cast(round(totals.fees, 2) as decimal(18, 2)) as fees,
     cast(round(totals.pnl, 2) as decimal(18, 2)) as pnl,
     round((epoch(exits.exit_time) - epoch(entries.entry_time)) / 60.0, 2) as holding_minutes,
+    exits.variant,
     exits.version
 from exits
 left join entries
     on exits.mode = entries.mode
+    and exits.variant = entries.variant
     and exits.session_date = entries.session_date
     and exits.position_id = entries.position_id
 inner join totals
     on exits.mode = totals.mode
+    and exits.variant = totals.variant
     and exits.session_date = totals.session_date
     and exits.position_id = totals.position_id
 left join {{ ref('stg_trade_intents') }} as intents
     on entries.mode = intents.mode
+    and entries.variant = intents.variant
     and entries.session_date = intents.session_date
     and entries.entry_intent_id = intents.intent_id

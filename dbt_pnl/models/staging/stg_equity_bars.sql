@@ -2,6 +2,7 @@ with latest as ({{ latest_version_rows('equity_bars') }})
 
 select
     cast(mode as varchar) as mode,
+    cast(variant as varchar) as variant,
     cast(session_date as date) as session_date,
     cast(version as varchar) as version,
     cast(symbol as varchar) as symbol,
