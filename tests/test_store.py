@@ -100,7 +100,7 @@ def test_schema_has_the_eight_tables_with_the_shared_columns(store):
     columns = store.query(
         "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
     )
-    assert set(columns["table_name"]) == set(SPEC_TABLES) | {"control_events"}
+    assert set(columns["table_name"]) == set(SPEC_TABLES) | {"versions", "control_events"}
     assert set(SPEC_TABLES) == set(TABLES)
     for table, fields in SPEC_TABLES.items():
         rows = columns.filter(pl.col("table_name") == table)
@@ -202,6 +202,19 @@ def test_new_version_appends_and_latest_reads_only_the_newest(store, session_row
     assert store.latest("executions", "replay", other_day).height == 1
     assert store.latest("executions", "paper", DAY).height == 0
     assert store.latest_version("paper", DAY) is None
+
+
+@pytest.mark.unit
+def test_latest_is_per_variant_and_a_version_without_a_versions_row_is_base(store, session_rows):
+    ticks = session_rows["normalized_ticks"]
+    store.write({"normalized_ticks": ticks[:3]}, meta(V1))  # no versions row: written before they were
+    store.write({"normalized_ticks": ticks[:4], "versions": [{"variant": "sl3", "settings": "{}",
+                                                              "code_version": "test"}]}, meta(V2))
+    assert store.latest_version("replay", DAY) == V1
+    assert store.latest("normalized_ticks", "replay", DAY).height == 3
+    assert store.latest_version("replay", DAY, "sl3") == V2
+    assert store.latest("normalized_ticks", "replay", DAY, "sl3").height == 4
+    assert store.latest_version("replay", DAY, "other") is None
 
 
 @pytest.mark.unit

@@ -1,0 +1,110 @@
+"""Variants' overrides are validated as the environment is (alphagen_core/operations/variants.py),
+and a version records only the strategy and risk settings, never a secret."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from alphagen_core.operations.settings import load_settings
+from alphagen_core.operations.variants import (
+    BASE,
+    VARIANT_KEYS,
+    VariantError,
+    _git_commit,
+    code_version,
+    parse_assignments,
+    variant_settings,
+    version_row,
+)
+from tests.test_settings import SENTINEL, clean_environment  # noqa: F401 (an autouse fixture)
+
+pytestmark = pytest.mark.unit
+
+
+def variant_error(variant: str, **overrides: str) -> str:
+    with pytest.raises(VariantError) as exc:
+        variant_settings(variant, overrides)
+    return str(exc.value)
+
+
+def test_a_variant_runs_the_environments_settings_with_its_overrides(monkeypatch):
+    monkeypatch.setenv("SIGNAL_COOLDOWN_SECONDS", "90")
+    settings = variant_settings("sl3", {"RISK_STOP_LOSS_MULTIPLE": "3", "option_strike_offset": "2"})
+    assert settings.risk_config().stop_loss_multiple == 3.0
+    assert settings.strategy_config().strike_offset == 2
+    assert settings.signal_cooldown_seconds == 90  # from the environment, not overridden
+
+
+def test_base_without_overrides_is_the_environments_settings():
+    assert variant_settings(BASE, {}) == load_settings()
+
+
+def test_an_unknown_key_is_refused_naming_it_and_the_allowed_keys():
+    message = variant_error("x", NOT_A_SETTING="1")
+    assert message.startswith("not a strategy or risk setting: NOT_A_SETTING")
+    assert all(key in message for key in VARIANT_KEYS)
+
+
+def test_a_secret_or_broker_setting_is_refused_without_echoing_its_value():
+    message = variant_error("x", POLYGON_API_KEY=SENTINEL, SCHWAB_PAPER="false")
+    assert message.startswith("not a strategy or risk setting: POLYGON_API_KEY, SCHWAB_PAPER")
+    assert SENTINEL not in message
+
+
+def test_a_bad_value_gets_the_environments_message():
+    assert variant_error("x", RISK_STOP_LOSS_MULTIPLE="0.5") == (
+        "invalid setting RISK_STOP_LOSS_MULTIPLE: Input should be greater than 1")
+    assert variant_error("x", RISK_MAX_POSITION_SIZE="2.5") == (
+        "invalid setting RISK_MAX_POSITION_SIZE: must be a whole number of contracts")
+    # the settings' own cross-field rule applies as well
+    assert variant_error("x", FLATTEN_MINUTES_BEFORE_CLOSE="40") == (
+        "invalid settings: FLATTEN_MINUTES_BEFORE_CLOSE must not exceed NO_ENTRY_MINUTES_BEFORE_CLOSE")
+
+
+def test_base_with_overrides_is_refused():
+    assert "base" in variant_error(BASE, RISK_STOP_LOSS_MULTIPLE="3")
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x/y", "-lead", "n" * 101])
+def test_a_name_that_is_no_variant_name_is_refused(name):
+    assert variant_error(name).startswith(f"variant name {name!r}")
+
+
+def test_assignments_parse_as_key_value_pairs():
+    assert parse_assignments(["risk_stop_loss_multiple=1.5", "OPTION_STRIKE_OFFSET = 1"]) == {
+        "RISK_STOP_LOSS_MULTIPLE": "1.5", "OPTION_STRIKE_OFFSET": "1"}
+    with pytest.raises(VariantError, match="expected KEY=VALUE"):
+        parse_assignments(["RISK_STOP_LOSS_MULTIPLE"])
+
+
+def test_each_allowed_key_changes_what_the_engine_or_the_fill_model_runs_with():
+    base = load_settings()
+    for key in VARIANT_KEYS:
+        value = getattr(base, key.lower())
+        other = value + 1 if isinstance(value, int) else value * 1.1 or 0.5
+        changed = variant_settings("v", {key: str(other)})
+        assert (changed.strategy_config(), changed.paper_half_spread) != (
+            base.strategy_config(), base.paper_half_spread), key
+
+
+def test_the_version_row_holds_every_allowed_setting_and_no_secret(monkeypatch):
+    monkeypatch.setenv("POLYGON_S3_SECRET_KEY", SENTINEL)
+    monkeypatch.setenv("SCHWAB_API_SECRET", SENTINEL)
+    row = version_row("sl3", variant_settings("sl3", {"RISK_STOP_LOSS_MULTIPLE": "3"}))
+    assert row["variant"] == "sl3"
+    settings = json.loads(row["settings"])
+    assert set(settings) == set(VARIANT_KEYS)
+    assert settings["RISK_STOP_LOSS_MULTIPLE"] == 3.0
+    assert SENTINEL not in json.dumps(row)
+
+
+def test_the_code_version_is_the_package_version_and_the_checkout_commit(tmp_path):
+    commit = _git_commit(Path(__file__).resolve().parent)
+    assert commit is not None and re.fullmatch(r"[0-9a-f]{40}", commit)
+    assert code_version() == f"{version('alphagen')}+{commit}"
+    assert _git_commit(tmp_path) is None  # not a checkout: the code version says +unknown
