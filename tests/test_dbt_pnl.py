@@ -9,13 +9,16 @@ Scenarios (one `dbt build` each):
   retries are exercised.
 - broken data: an execution whose intent does not exist -> `dbt build` fails.
 - a relative ALPHAGEN_DUCKDB_PATH is refused before anything is created.
+- a file from before the versions table: the store adds it, and the build reads its days as base.
 Every run sends target/ and logs to the tmp dir; the test checks that dbt_pnl/ is untouched.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +31,7 @@ import pytest
 from dagster_dbt import DbtCliInvocation
 
 from alphagen_core.persistence.store import RowMeta, Store
+from alphagen_core.persistence.tables import TABLES
 from alphagen_dagster.dbt import DBT_PROJECT_DIR, dbt_resource, run_dbt
 
 pytestmark = pytest.mark.integration
@@ -417,6 +421,21 @@ def test_a_null_in_a_mart_fails_its_not_null_columns_test_naming_the_column(buil
     assert failures == [{"null_column": "fees", "null_rows": 1}]
 
 
+def test_a_file_from_before_the_versions_table_builds_with_its_days_as_base(built, tmp_path: Path):
+    old = str((tmp_path / "old.duckdb").resolve())
+    with duckdb.connect(old) as con:  # the eight tables and their rows, as an older release left them
+        con.execute(f"ATTACH '{built[0]}' AS built (READ_ONLY)")
+        for table in TABLES.values():
+            con.execute(table.ddl)
+            con.execute(f"INSERT INTO main.{table.name} SELECT * FROM built.main.{table.name}")
+    Store(old).ensure_schema()  # as the replay, the live writers and the dbt step do first
+    run = dbt_build(old, tmp_path)
+    assert run.returncode == 0, run.output
+    pnl = "SELECT * FROM daily_pnl ORDER BY trade_date, mode"
+    assert read(old, pnl) == read(built[0], pnl)
+    assert {r["variant"] for r in read(old, pnl)} == {"base"}
+
+
 def test_relative_database_path_is_refused(tmp_path: Path, monkeypatch):
     # dbt runs in the project dir, where a relative path would silently create a new, empty
     # database; the profile refuses it before opening anything.
@@ -433,11 +452,9 @@ def test_relative_database_path_is_refused(tmp_path: Path, monkeypatch):
 def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trades(built):
     """SPEC §7 recomputed here from the marts it is built on; dbt's unit tests (hand-made rows,
     edge cases) ran in the same build."""
-    import math
-    import statistics
-
     db_path, run = built
-    for unit_test in ("equity_curve_peaks_from_zero_and_draws_down", "performance_summary_formulas"):
+    for unit_test in ("equity_curve_peaks_from_zero_and_draws_down", "performance_summary_formulas",
+                      "latest_version_per_mode_variant_and_day"):
         assert any(unit_test in line and " PASS " in line for line in run.output.splitlines()), run.output
     daily = read(db_path, "SELECT mode, trade_date, realized_pnl FROM daily_pnl ORDER BY mode, trade_date")
     trades = read(db_path, "SELECT mode, pnl, exit_reason FROM trades")
@@ -445,29 +462,42 @@ def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trade
     curve = read(db_path, "SELECT mode, trade_date, cumulative_pnl, peak, drawdown FROM equity_curve ORDER BY mode, trade_date")
     assert summary.keys() == {r["mode"] for r in daily}
     for mode, s in summary.items():
-        d = [float(r["realized_pnl"]) for r in daily if r["mode"] == mode]
-        t = [float(r["pnl"]) for r in trades if r["mode"] == mode]
-        cumulative, peak, expected_curve = 0.0, 0.0, []
-        for x in d:
-            cumulative += x
-            peak = max(peak, cumulative)
-            expected_curve.append((round(cumulative, 2), round(peak, 2), round(cumulative - peak, 2)))
+        expected_curve, expected = recomputed_summary([r for r in daily if r["mode"] == mode],
+                                                      [r for r in trades if r["mode"] == mode])
         assert [(float(c["cumulative_pnl"]), float(c["peak"]), float(c["drawdown"]))
                 for c in curve if c["mode"] == mode] == expected_curve
-        wins, losses = [x for x in t if x > 0], [x for x in t if x < 0]
-        sd = statistics.stdev(d) if len(d) > 1 else 0.0
-        downside = math.sqrt(sum(min(x, 0) ** 2 for x in d) / len(d))
-        expected = {
-            "sessions": len(d), "trades": len(t), "wins": len(wins), "losses": len(losses),
-            "total_pnl": round(sum(d), 2), "max_drawdown": min(dd for _, _, dd in expected_curve),
-            "win_rate": round(len(wins) / len(t), 4) if t else None,
-            "profit_factor": round(sum(wins) / abs(sum(losses)), 4) if losses else None,
-            "expectancy": round(sum(d) / len(t), 2) if t else None,
-            "sharpe": round(statistics.mean(d) / sd * math.sqrt(252), 4) if sd else None,
-            "sortino": round(statistics.mean(d) / downside * math.sqrt(252), 4) if downside else None,
-            "return_on_capital": round(sum(d) / 5_000_000, 6),
-            "exits_stop_loss": sum(r["exit_reason"] == "stop_loss" for r in trades if r["mode"] == mode),
-        }
-        got = {k: (None if s[k] is None else float(s[k]) if k not in ("sessions", "trades", "wins", "losses",
-                                                                      "exits_stop_loss") else s[k]) for k in expected}
-        assert got == pytest.approx(expected, abs=1e-4), mode
+        assert summary_figures(s, expected) == pytest.approx(expected, abs=1e-4), mode
+
+
+def recomputed_summary(daily: list[dict], trades: list[dict]) -> tuple[list[tuple[float, float, float]], dict]:
+    """SPEC §7 by hand for one (mode, variant): its equity curve (cumulative, peak, drawdown) and
+    the performance_summary figures, from its daily_pnl rows (in date order) and trades rows."""
+    d = [float(r["realized_pnl"]) for r in daily]
+    t = [float(r["pnl"]) for r in trades]
+    cumulative, peak, curve = 0.0, 0.0, []
+    for x in d:
+        cumulative += x
+        peak = max(peak, cumulative)
+        curve.append((round(cumulative, 2), round(peak, 2), round(cumulative - peak, 2)))
+    wins, losses = [x for x in t if x > 0], [x for x in t if x < 0]
+    sd = statistics.stdev(d) if len(d) > 1 else 0.0
+    downside = math.sqrt(sum(min(x, 0) ** 2 for x in d) / len(d))
+    return curve, {
+        "sessions": len(d), "trades": len(t), "wins": len(wins), "losses": len(losses),
+        "total_pnl": round(sum(d), 2), "max_drawdown": min(dd for _, _, dd in curve),
+        "win_rate": round(len(wins) / len(t), 4) if t else None,
+        "profit_factor": round(sum(wins) / abs(sum(losses)), 4) if losses else None,
+        "expectancy": round(sum(d) / len(t), 2) if t else None,
+        "sharpe": round(statistics.mean(d) / sd * math.sqrt(252), 4) if sd else None,
+        "sortino": round(statistics.mean(d) / downside * math.sqrt(252), 4) if downside else None,
+        "return_on_capital": round(sum(d) / 5_000_000, 6),
+        "exits_stop_loss": sum(r["exit_reason"] == "stop_loss" for r in trades),
+    }
+
+
+_COUNTS = ("sessions", "trades", "wins", "losses", "exits_stop_loss")
+
+
+def summary_figures(row: dict, expected: dict) -> dict:
+    """A performance_summary row's figures named in `expected`: counts as they are, the rest as floats."""
+    return {k: row[k] if k in _COUNTS or row[k] is None else float(row[k]) for k in expected}
