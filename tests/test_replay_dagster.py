@@ -14,6 +14,7 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.domain.calendar import NY
+from alphagen_core.operations.variants import VariantError, variant_settings
 from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from alphagen_core.sim.sample import generate
@@ -44,7 +45,7 @@ SECRETS = {
 
 
 def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date, *, with_dbt: bool = True,
-               selection: list[AssetKey] | None = None):
+               selection: list[AssetKey] | None = None, run_config: dict | None = None):
     defs = Definitions(
         assets=[replay_tables, dbt_pnl_models],
         jobs=[replay_job],
@@ -59,6 +60,7 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
         instance=DagsterInstance.ephemeral(),
         raise_on_error=False,
         asset_selection=selection or (None if with_dbt else REPLAY_ONLY),
+        run_config=run_config,
         tags={"dagster/asset_partition_range_start": start.isoformat(),
               "dagster/asset_partition_range_end": end.isoformat()},
     )
@@ -239,6 +241,21 @@ def test_corrupt_options_file_fails_the_day_naming_the_file_and_writes_nothing(t
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert options_key(CORRUPT) in failure.event_specific_data.error.message
     assert not db.exists()  # a range that replays nothing leaves nothing behind
+
+
+@pytest.mark.parametrize("overrides", [{"POLYGON_API_KEY": SECRETS["POLYGON_API_KEY"]},
+                                       {"RISK_STOP_LOSS_MULTIPLE": "0.5"}])
+def test_a_variant_that_cannot_run_fails_the_run_with_the_clis_message(tmp_path, flatfiles, overrides):
+    db = tmp_path / "alphagen.duckdb"
+    config = {"ops": {"replay_tables": {"config": {"variant": "x", "settings": overrides}}}}
+    result = run_replay(db, str(flatfiles), tmp_path / "cache", NORMAL, NORMAL, run_config=config)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    with pytest.raises(VariantError) as cli_refusal:  # what `alphagen replay --variant x --set ...` says
+        variant_settings("x", overrides)
+    assert failure.event_specific_data.user_failure_data.description == str(cli_refusal.value)
+    assert SECRETS["POLYGON_API_KEY"] not in str(failure.event_specific_data)
+    assert not db.exists()
 
 
 def test_replay_from_s3_equals_local_folder_and_keeps_secrets_out(tmp_path, flatfiles, replayed, monkeypatch):
