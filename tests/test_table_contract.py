@@ -30,7 +30,15 @@ from alphagen_core.persistence.rows import (
     quotes_from,
 )
 from alphagen_core.persistence.store import RowMeta, Store
-from alphagen_core.persistence.tables import ALL_TABLES, CONTROL_EVENTS, META_COLUMNS, TABLES, Table
+from alphagen_core.persistence.tables import (
+    ALL_TABLES,
+    CONTROL_EVENTS,
+    META_COLUMNS,
+    SOURCES,
+    TABLES,
+    VERSIONS,
+    Table,
+)
 from tests.builders import HALF_SPREAD, at
 from tests.test_engine_handbuilt import DAY, slices
 from tests.test_store import handbuilt_session
@@ -68,7 +76,9 @@ def test_every_staging_model_casts_exactly_its_tables_columns_to_their_types() -
         sql = STAGING.joinpath(f"stg_{table.name}.sql").read_text()
         assert f"latest_version_rows('{table.name}')" in sql, table.name
         casts = Counter((column, type_.lower()) for column, type_ in CAST.findall(sql))
-        contract = Counter((c.name, c.type.lower()) for c in table.all_columns)
+        # every staging row also carries its version's variant (from stg_latest_versions)
+        variant = next(c for c in VERSIONS.columns if c.name == "variant")
+        contract = Counter((c.name, c.type.lower()) for c in (*table.all_columns, variant))
         assert casts == contract, (table.name, "not in the contract:", casts - contract, "missing:", contract - casts)
 
 
@@ -122,12 +132,12 @@ def test_each_table_is_an_asset_with_the_contracts_description_and_columns() -> 
     from alphagen_dagster.assets import TABLE_SPECS
 
     specs = {spec.key.path[-1]: spec for spec in TABLE_SPECS}
-    assert set(specs) == set(TABLES)
+    assert set(specs) == set(SOURCES) == {*TABLES, "versions"}
     for name, spec in specs.items():
         schema = spec.metadata["dagster/column_schema"]
-        assert spec.description == TABLES[name].description
+        assert spec.description == SOURCES[name].description
         assert [(c.name, c.type, c.constraints.nullable) for c in schema.columns] == [
-            (c.name, c.type, not c.not_null) for c in TABLES[name].all_columns]
+            (c.name, c.type, not c.not_null) for c in SOURCES[name].all_columns]
 
 
 # ---- models <-> rows --------------------------------------------------------------------
