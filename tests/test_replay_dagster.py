@@ -16,7 +16,7 @@ from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.domain.calendar import NY
 from alphagen_core.operations.variants import VariantError, variant_settings
 from alphagen_core.persistence.store import RowMeta, Store
-from alphagen_core.persistence.tables import META_COLUMNS, TABLES
+from alphagen_core.persistence.tables import META_COLUMNS, SOURCES, TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import replay_tables
 from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
@@ -30,7 +30,7 @@ from alphagen_dagster.resources import (
 pytestmark = pytest.mark.integration
 
 NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 11, 26)
-REPLAY_ONLY = [AssetKey(t) for t in TABLES]
+REPLAY_ONLY = [AssetKey(t) for t in SOURCES]  # the replay step's assets: the eight and versions
 # The service's clock: inside a session's live window the dbt step builds one model per dbt
 # invocation, outside it one `dbt build`.
 INSIDE_LIVE_WINDOW, OUTSIDE_LIVE_WINDOW = "2024-12-02T10:00:00", "2024-12-02T20:00:00"
