@@ -5,11 +5,14 @@ and the dbt models downstream of them."""
 import base64
 import contextlib
 import datetime as dt
+import functools
 import multiprocessing
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import (
@@ -29,18 +32,13 @@ from pydantic import Field
 
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
 from alphagen_core.application.chart import write_day_chart
-from alphagen_core.application.replay import (
-    SessionRun,
-    build_slices,
-    run_session,
-    tables_for,
-)
-from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
+from alphagen_core.application.replay import SessionRun, replay_day
+from alphagen_core.domain.calendar import Session, is_trading_day, live_session_at, session
 from alphagen_core.domain.clock import Clock, clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
-from alphagen_core.persistence.rows import equity_bar_rows, option_quote_rows
 from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
-from alphagen_core.operations.variants import BASE, VARIANT_KEYS, VariantError, version_row
+from alphagen_core.operations.settings import Settings
+from alphagen_core.operations.variants import BASE, VARIANT_KEYS, VariantError, sweep_variants, version_row
 from alphagen_core.persistence.tables import SOURCES, Table
 from alphagen_dagster import stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
@@ -95,6 +93,33 @@ class ReplayConfig(Config):
     settings: dict[str, str] = Field(
         default_factory=dict, description="Settings the variant changes, by environment-variable name: "
         + ", ".join(VARIANT_KEYS) + ".")
+    sweep: dict[str, list[str]] = Field(
+        default_factory=dict, description="A grid instead of one variant: environment-variable name -> "
+        "values; every combination is replayed as a variant named from its values.")
+
+
+@dataclass(frozen=True)
+class _Variant:
+    name: str
+    settings: Settings
+    strategy: StrategyConfig
+    recorded: dict[str, str]  # its versions row
+    version: str
+
+
+def _variants(config: ReplayConfig, settings: SettingsResource, version: str) -> list[_Variant]:
+    """The variant the run config names, or its sweep's grid; a Failure with the CLI's message
+    when one cannot run. A sweep's variants each get a version of their own."""
+    try:
+        if config.sweep and (config.variant != BASE or config.settings):
+            raise VariantError("a sweep names its own variants: no variant or settings beside it")
+        chosen = sweep_variants(config.sweep) if config.sweep else [(config.variant, config.settings)]
+        resolved = [(name, settings.for_variant(name, overrides)) for name, overrides in chosen]
+    except VariantError as exc:
+        raise Failure(description=str(exc)) from None
+    return [_Variant(name, cfg, cfg.strategy_config(), version_row(name, cfg),
+                     f"{version}.{i}" if len(resolved) > 1 else version)
+            for i, (name, cfg) in enumerate(resolved)]
 
 
 def replay_version(context: AssetExecutionContext) -> str:
@@ -127,64 +152,68 @@ def replay_tables(
     alone: it writes nothing, its partition's metadata says why, and the other days go on.
     The run still fails in the end (the dbt step raises once the marts are built, so they
     match the days that landed); a full disk stops the range at once."""
-    try:
-        cfg = settings.for_variant(config.variant, config.settings)
-    except VariantError as exc:
-        raise Failure(description=str(exc)) from None
-    strategy = cfg.strategy_config()
-    recorded = version_row(config.variant, cfg)
+    version = replay_version(context)
+    variants = _variants(config, settings, version)
+    cfg = variants[0].settings  # what all variants share: sources, paths, charts, clock
+    sweep = len(variants) > 1
     source = flatfiles.open(cfg)
     db = store.store()
     runs_dbt = _runs_dbt(context)
-    version = replay_version(context)
     days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
-    progress = _Progress(context, len(days))
+    progress = _Progress(context, len(days) * len(variants))
     summaries: list[dict[str, object]] = []
     failures: dict[dt.date, str] = {}
-    checks = CheckTally(strategy.flatten_before_close)
+    checks = CheckTally(variants[0].strategy.flatten_before_close)
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
-        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart, clock_from_settings(cfg))
-        for day in days:
+        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart and not sweep, clock_from_settings(cfg))
+        engines = _Engines(stack, sweep)
+        for i, day in enumerate(days):
             if (reason := stop.requested()) is not None:
-                failures.update(dict.fromkeys(days[len(summaries) + len(failures):], f"not replayed: {reason}"))
-                context.log.warning(f"stopping: {reason}; {len(summaries)} of {len(days)} days replayed")
+                failures.update(dict.fromkeys(days[i:], f"not replayed: {reason}"))
+                context.log.warning(f"stopping: {reason}; {i} of {len(days)} days done")
                 break
             try:
-                data, slices, run, added = _replay_day(
-                    day, source, Path(flatfiles.cache_dir), cfg, strategy, opened,
-                    RowMeta("replay", day, version, context.run.run_id), recorded)
+                data = _load_day(day, source, Path(flatfiles.cache_dir), cfg)
             except _DayFailed as failed:
-                if failed.__cause__ is not None:
-                    context.log.debug(f"{day}: {''.join(traceback.format_exception(failed.__cause__))}")
-                failures[day] = str(failed)
-                progress.failed(day, str(failed))
+                _day_failed(context, progress, failures, day, failed, weight=len(variants))
                 continue
-            checks.add(day, run)
-            if opened.renderer is not None:
-                path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
-                charts[day] = opened.renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
-            summaries.append(
-                {"day": day, "bars": len(slices), "signals": len(run.signals), "round_trips": run.round_trips,
-                 "pnl": run.realized_pnl, "rows": added, "expiry": data.expiry,
-                 "dropped": {k: v for k, v in data.rejected.items() if v}}
-            )
-            progress.replayed(day, len(slices), run, sum(added.values()), data)
+            outcomes = engines.run(session(day), data, variants, f"flatfiles:{source.name}")
+            for variant, outcome in zip(variants, outcomes, strict=True):
+                label = f" {variant.name}" if sweep else ""
+                try:
+                    bars, run, added = _write_day(outcome, opened, variant,
+                                                  RowMeta("replay", day, variant.version, context.run.run_id))
+                except _DayFailed as failed:
+                    _day_failed(context, progress, failures, day, failed, label=label)
+                    continue
+                checks.add(day, run, variant.strategy.flatten_before_close, label)
+                if opened.renderer is not None:
+                    path = cfg.alphagen_chart_dir / f"{day:%Y-%m-%d}.png"
+                    charts[day] = opened.renderer.submit(write_day_chart, day, run.ticks, run.executions, str(path))
+                summaries.append(
+                    {"day": day, "variant": variant.name, "bars": bars, "signals": len(run.signals),
+                     "round_trips": run.round_trips, "pnl": run.realized_pnl, "rows": added, "expiry": data.expiry,
+                     "dropped": {k: v for k, v in data.rejected.items() if v}}
+                )
+                progress.replayed(day, bars, run, sum(added.values()), data, label)
         written = {day: Path(chart.result()) for day, chart in charts.items()}  # raises a render error
     for summary in summaries:
         summary["chart"] = written.get(summary["day"])
 
     if not summaries:
         raise Failure(description=_failure_list("no day was replayed", failures) if failures else "empty range")
-    _add_day_metadata(context, summaries, failures)
+    # A day's partition carries the first variant's figures (a sweep's others are in the marts).
+    _add_day_metadata(context, [s for s in summaries if s["variant"] == variants[0].name], failures)
     if failures:
         context.instance.add_run_tags(context.run.run_id, {FAILED_DAYS_TAG: str(len(failures))})
     for spec in TABLE_SPECS:
         yield MaterializeResult(
             asset_key=spec.key,
-            metadata={"version": version, "variant": config.variant, "replayed_days": len(summaries),
-                      "failed_days": len(failures)},
+            metadata={"version": variants[0].version, "variant": variants[0].name,
+                      "replayed_days": len({s["day"] for s in summaries}), "failed_days": len(failures),
+                      **({"variants": MetadataValue.json({v.name: v.version for v in variants})} if sweep else {})},
         )
     yield from checks.results()
     if failures and not runs_dbt:  # else the dbt step fails the run once the marts are built
@@ -195,32 +224,63 @@ class _DayFailed(Exception):
     """One day could not be replayed; the message says why in a line."""
 
 
-def _replay_day(day: dt.date, source, cache_dir: Path, cfg, strategy: StrategyConfig,
-                opened: "_OnFirstWrite", meta: RowMeta, recorded: dict[str, str],
-                ) -> tuple[DayData, list, SessionRun, dict[str, int]]:
-    """Read, run and write one day (one transaction), or _DayFailed; a full disk is a Failure
-    of the whole range."""
-    sess = session(day)
+def _load_day(day: dt.date, source, cache_dir: Path, cfg: Settings) -> DayData:
+    """Read one day's flat files (once, whatever the variants), or _DayFailed; a full disk is a
+    Failure of the whole range."""
     try:
-        data = load_day(source, sess, equity_ticker=cfg.polygon_equity_ticker,
+        return load_day(source, session(day), equity_ticker=cfg.polygon_equity_ticker,
                         underlying=cfg.polygon_options_underlying, cache_dir=cache_dir)
     except FlatFileError as exc:
         raise _DayFailed(str(exc)) from None
     except OSError as exc:
         _raise_if_disk_full(exc, day, cache_dir)
         raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _write_day(outcome: Callable[[], tuple[int, SessionRun, dict]], opened: "_OnFirstWrite", variant: _Variant,
+               meta: RowMeta) -> tuple[int, SessionRun, dict[str, int]]:
+    """A variant's day from the engine into the eight tables and its versions row, in one
+    transaction, or _DayFailed; a full disk is a Failure of the whole range."""
     db = opened.store()
     try:
-        slices = build_slices(data.equity, data.options, cfg.paper_half_spread)
-        run = run_session(sess, slices, strategy)
-        src = f"flatfiles:{source.name}"
-        batches = tables_for(run, equity_bar_rows(data.equity, src),
-                             option_quote_rows(data.options, cfg.paper_half_spread, src))
-        added = db.write({**batches, "versions": [recorded]}, meta)
+        bars, run, batches = outcome()
+        added = db.write({**batches, "versions": [variant.recorded]}, meta)
     except Exception as exc:  # one day's bad data must not take the range down
-        _raise_if_disk_full(exc, day, db.path)
+        _raise_if_disk_full(exc, meta.session_date, db.path)
         raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc
-    return data, slices, run, added
+    return bars, run, added
+
+
+def _day_failed(context: AssetExecutionContext, progress: "_Progress", failures: dict[dt.date, str], day: dt.date,
+                failed: "_DayFailed", *, label: str = "", weight: int = 1) -> None:
+    if failed.__cause__ is not None:
+        context.log.debug(f"{day}{label}: {''.join(traceback.format_exception(failed.__cause__))}")
+    why = f"{label.strip()}: {failed}" if label else str(failed)
+    failures[day] = f"{failures[day]}; {why}" if day in failures else why
+    progress.failed(day, why, weight)
+
+
+class _Engines:
+    """Runs a day's variants through the engine: in this process for one variant; for a sweep in
+    a pool of two processes (the engine is the CPU part), started on first use. The writes stay
+    in this process, one at a time. Spawned, not forked: this process runs Dagster's threads."""
+
+    def __init__(self, stack: contextlib.ExitStack, sweep: bool) -> None:
+        self._stack, self._sweep = stack, sweep
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, sess: Session, data: DayData, variants: list[_Variant], source: str,
+            ) -> list[Callable[[], tuple[int, SessionRun, dict]]]:
+        """One callable per variant, in order, returning its replay_day result (or raising)."""
+        def args(v: _Variant) -> tuple:
+            return sess, data.equity, data.options, v.settings.paper_half_spread, v.strategy, source
+
+        if not self._sweep:
+            return [functools.partial(replay_day, *args(v)) for v in variants]
+        if self._pool is None:
+            self._pool = self._stack.enter_context(ProcessPoolExecutor(
+                2, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_signals_to_the_replay))
+        return [self._pool.submit(replay_day, *args(v)).result for v in variants]
 
 
 class _OnFirstWrite:
@@ -293,14 +353,15 @@ class _Progress:
         self.started = time.perf_counter()
         self.last = self.started
 
-    def _prefix(self, day: dt.date) -> str:
-        self.done += 1
+    def _prefix(self, day: dt.date, weight: int = 1) -> str:
+        self.done += weight
         now = time.perf_counter()
         seconds, self.last = now - self.last, now
         left = (now - self.started) / self.done * (self.total - self.done)
         return f"[{self.done}/{self.total}] {day} ({seconds:.2f}s, ~{_duration(left)} left)"
 
-    def replayed(self, day: dt.date, bars: int, run: SessionRun, rows: int, data: DayData) -> None:
+    def replayed(self, day: dt.date, bars: int, run: SessionRun, rows: int, data: DayData, label: str = "") -> None:
+        """`label`: the variant's name, in a sweep (a line per variant and day)."""
         notes = []
         if not data.expiry_is_same_day:
             notes.append(f"no 0DTE listed: expiry {data.expiry}")
@@ -308,14 +369,15 @@ class _Progress:
         if bad := {k: v for k, v in data.rejected.items() if v and not k.endswith("out_of_session")}:
             notes.append("dropped " + ", ".join(f"{v} {k}" for k, v in bad.items()))
         self.context.log.info(
-            f"{self._prefix(day)}: {bars} bars, {run.round_trips} round trips, "
+            f"{self._prefix(day)}{label}: {bars} bars, {run.round_trips} round trips, "
             f"P/L ${run.realized_pnl:,.2f}, {rows} rows" + "".join(f"; {n}" for n in notes)
         )
         if run.rejections:
-            self.context.log.warning(f"{day}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
+            self.context.log.warning(f"{day}{label}: {len(run.rejections)} inputs rejected, e.g. {run.rejections[:3]}")
 
-    def failed(self, day: dt.date, why: str) -> None:
-        self.context.log.error(f"{self._prefix(day)}: FAILED, nothing written: {why}")
+    def failed(self, day: dt.date, why: str, weight: int = 1) -> None:
+        """`weight`: the variant-days it stands for (a day whose files failed, in a sweep)."""
+        self.context.log.error(f"{self._prefix(day, weight)}: FAILED, nothing written: {why}")
 
 
 def _duration(seconds: float) -> str:

@@ -64,11 +64,12 @@ class CheckTally:
         self.days = 0
         self.problems: dict[tuple[str, str], dict[str, str]] = {key: {} for key in CHECKS}
 
-    def add(self, day: dt.date, run: SessionRun) -> None:
+    def add(self, day: dt.date, run: SessionRun, flatten: dt.timedelta | None = None, label: str = "") -> None:
+        """`flatten`, `label`: a sweep's variant's own flatten time and its name."""
         self.days += 1
         for key, (fn, _, _) in CHECKS.items():
-            if problem := fn(day, run, self.flatten):
-                self.problems[key][str(day)] = problem
+            if problem := fn(day, run, flatten or self.flatten):
+                self.problems[key][f"{day}{label}"] = problem
 
     def results(self):
         for (asset, name), (_, severity, _) in CHECKS.items():

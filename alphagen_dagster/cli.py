@@ -81,29 +81,43 @@ _SET_HELP = ("With --variant: a setting the variant changes, KEY=VALUE by its en
 @click.option("--source", help="A folder in flat-file key layout, or 's3'. Default: settings.")
 @click.option("--variant", help=_VARIANT_HELP)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--sweep", "axes", multiple=True, metavar="KEY=V1,V2,...",
+              help="Replay every combination of these values as a variant named from its values (e.g. "
+              "risk_stop_loss_multiple=1.5), in one run: each day's files read once, the engines on two "
+              "processes, one dbt build. Repeatable; the keys as for --set; not with --variant.")
 def replay(start: dt.date, end: dt.date | None, source: str | None, variant: str | None,
-           assignments: tuple[str, ...]) -> None:
+           assignments: tuple[str, ...], axes: tuple[str, ...]) -> None:
     """Replay trading days through the Dagster replay job (one run for the whole range)."""
-    chosen = _variant_options(variant, assignments)
-    exit_without_teardown(0 if run_replay(start, end or start, source, chosen) else 1)
+    config = _variant_config(variant, assignments, axes)
+    exit_without_teardown(0 if run_replay(start, end or start, source, config) else 1)
 
 
-def _variant_options(variant: str | None, assignments: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """The variant and its overrides, validated as the replay step validates them."""
-    from alphagen_core.operations.variants import VariantError, parse_assignments, variant_settings
+def _variant_config(variant: str | None, assignments: tuple[str, ...], axes: tuple[str, ...]) -> dict:
+    """The replay step's config for the options, validated as the step validates it."""
+    from alphagen_core.operations.variants import (
+        VariantError,
+        parse_assignments,
+        parse_sweep,
+        sweep_variants,
+        variant_settings,
+    )
 
     if assignments and variant is None:
         raise click.UsageError("--set needs --variant NAME: base is the environment's settings")
+    if axes and variant is not None:
+        raise click.UsageError("--sweep names its own variants: not with --variant")
     try:
-        overrides = parse_assignments(assignments)
+        overrides, sweep = parse_assignments(assignments), parse_sweep(axes)
+        names = [name for name, _ in sweep_variants(sweep)] if sweep else []
         variant_settings(variant or BASE, overrides)
     except VariantError as exc:
         raise click.UsageError(str(exc)) from None
-    return variant or BASE, overrides
+    if names:
+        click.echo(f"sweep of {len(names)} variants: {'; '.join(names)}", err=True)
+    return {"variant": variant or BASE, "settings": overrides, "sweep": sweep}
 
 
-def run_replay(start: dt.date, end: dt.date, source: str | None = None,
-               variant: tuple[str, dict[str, str]] | None = None) -> bool:
+def run_replay(start: dt.date, end: dt.date, source: str | None = None, variant: dict | None = None) -> bool:
     from alphagen_core.domain.calendar import NY
     from alphagen_core.operations.settings import load_settings
     from alphagen_dagster.instance import dagster_home
@@ -151,7 +165,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None,
                     "dagster/asset_partition_range_end": days[-1].isoformat(),
                     PROCESS_TAG: this_process(),
                 },
-                run_config=replay_run_config(*(variant or (BASE, {}))),
+                run_config=replay_run_config(variant or {"variant": BASE, "settings": {}}),
             )
         _write_details(instance, result.run_id, log_file)
     elapsed = time.perf_counter() - started
@@ -159,10 +173,9 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None,
     return result.success
 
 
-def replay_run_config(variant: str, overrides: dict[str, str]) -> dict:
-    """The replay job's run config: the variant goes to the replay step, as from the UI."""
-    return {"loggers": {"progress": {}},
-            "ops": {"replay_tables": {"config": {"variant": variant, "settings": overrides}}}}
+def replay_run_config(variant: dict) -> dict:
+    """The replay job's run config: the variant (or sweep) goes to the replay step, as from the UI."""
+    return {"loggers": {"progress": {}}, "ops": {"replay_tables": {"config": variant}}}
 
 
 def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.date) -> list[dt.date]:

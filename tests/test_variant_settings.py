@@ -70,7 +70,7 @@ def test_base_with_overrides_is_refused():
     assert "base" in variant_error(BASE, RISK_STOP_LOSS_MULTIPLE="3")
 
 
-@pytest.mark.parametrize("name", ["", "a b", "x/y", "-lead", "n" * 101])
+@pytest.mark.parametrize("name", ["", "a b", "x/y", "-lead", "n" * 201])
 def test_a_name_that_is_no_variant_name_is_refused(name):
     assert variant_error(name).startswith(f"variant name {name!r}")
 

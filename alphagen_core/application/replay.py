@@ -25,7 +25,12 @@ from alphagen_core.domain.models import (
     Signal,
     TradeIntent,
 )
-from alphagen_core.persistence.rows import bars_from, broker_position_rows
+from alphagen_core.persistence.rows import (
+    bars_from,
+    broker_position_rows,
+    equity_bar_rows,
+    option_quote_rows,
+)
 
 
 @dataclass
@@ -146,3 +151,13 @@ def tables_for(run: SessionRun, equity_rows: pl.DataFrame, option_rows: pl.DataF
         "trade_intents": run.intents,
         "executions": run.executions,
     }
+
+
+def replay_day(session: Session, equity: pl.DataFrame, options: pl.DataFrame, half_spread: float,
+               config: StrategyConfig, source: str) -> tuple[int, SessionRun, dict[str, Any]]:
+    """One day's data through the engine under `config`: the minutes replayed, the run and the
+    batches of all eight tables (a module-level function, so a process pool can run it)."""
+    slices = build_slices(equity, options, half_spread)
+    run = run_session(session, slices, config)
+    batches = tables_for(run, equity_bar_rows(equity, source), option_quote_rows(options, half_spread, source))
+    return len(slices), run, batches

@@ -7,6 +7,7 @@ are validated exactly as the environment is; `base` is the environment's setting
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -41,7 +42,7 @@ VARIANT_KEYS = (
     "MARKET_DATA_STALE_SECONDS",
     "PAPER_HALF_SPREAD",
 )
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]{0,99}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]{0,199}")
 
 
 class VariantError(ValueError):
@@ -53,7 +54,7 @@ def variant_settings(variant: str, overrides: Mapping[str, str]) -> Settings:
     from alphagen_core.operations.settings import SettingsError, load_settings
 
     if not _NAME.fullmatch(variant):
-        raise VariantError(f"variant name {variant!r}: letters, digits and _ . = , + - only, at most 100")
+        raise VariantError(f"variant name {variant!r}: letters, digits and _ . = , + - only, at most 200")
     if variant == BASE and overrides:
         raise VariantError("variant 'base' is the environment's settings: name the variant to --set anything")
     if unknown := sorted(k for k in overrides if k.upper() not in VARIANT_KEYS):
@@ -74,6 +75,23 @@ def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise VariantError(f"{key.strip() or pair!r}: expected KEY=VALUE")
         overrides[key.strip().upper()] = value.strip()
     return overrides
+
+
+def parse_sweep(pairs: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """`KEY=V1,V2,...` strings as KEY -> values (keys upper-cased)."""
+    return {key: [v.strip() for v in values.split(",")] for key, values in parse_assignments(pairs).items()}
+
+
+def sweep_variants(axes: Mapping[str, list[str]]) -> list[tuple[str, dict[str, str]]]:
+    """The grid of `axes` (KEY -> values) as variants, each named from its values
+    (`risk_stop_loss_multiple=1.5`, several keys joined by commas) and validated."""
+    grid = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+    if not grid or any(not values or "" in values for values in axes.values()):
+        raise VariantError("a sweep needs KEY=V1,V2,... with at least one value per key")
+    variants = [(",".join(f"{key.lower()}={value}" for key, value in point.items()), point) for point in grid]
+    for name, overrides in variants:
+        variant_settings(name, overrides)
+    return variants
 
 
 def recorded_settings(settings: Settings) -> dict[str, object]:
