@@ -5,12 +5,10 @@ and the dbt models downstream of them."""
 import base64
 import contextlib
 import datetime as dt
-import functools
 import multiprocessing
 import signal
 import time
 import traceback
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from pydantic import Field
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
 from alphagen_core.application.chart import write_day_chart
 from alphagen_core.application.replay import SessionRun, replay_day
-from alphagen_core.domain.calendar import Session, is_trading_day, live_session_at, session
+from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
 from alphagen_core.domain.clock import Clock, clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
 from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
@@ -87,7 +85,8 @@ TABLE_SPECS = [table_asset_spec(SOURCES[name], deps) for name, deps in TABLE_DEP
 
 class ReplayConfig(Config):
     """The variant to replay: `base` is the environment's settings; another name runs them with
-    `settings` (environment-variable name -> value) changed."""
+    `settings` (environment-variable name -> value) changed; or a `sweep`'s grid of variants.
+    Validated as `alphagen replay` validates its options (`variants.variant_settings`)."""
 
     variant: str = Field(BASE, description="The variant's name (base: the environment's settings).")
     settings: dict[str, str] = Field(
@@ -146,7 +145,9 @@ def replay_tables(
     settings: SettingsResource,
 ):
     """Replay each trading day of the partition range from Polygon flat files through the
-    engine and append all eight tables under a new version, one transaction per day.
+    engine and append all eight tables under a new version, one transaction per day, under the
+    variant the run config names (`ReplayConfig`; base: the environment's settings), or each
+    variant of its sweep (a version each, every day's files read once).
 
     A day that cannot be replayed (a missing or corrupt file, data the engine refuses) fails
     alone: it writes nothing, its partition's metadata says why, and the other days go on.
@@ -168,7 +169,6 @@ def replay_tables(
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
         opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart and not sweep, clock_from_settings(cfg))
-        engines = _Engines(stack, sweep)
         for i, day in enumerate(days):
             if (reason := stop.requested()) is not None:
                 failures.update(dict.fromkeys(days[i:], f"not replayed: {reason}"))
@@ -179,12 +179,11 @@ def replay_tables(
             except _DayFailed as failed:
                 _day_failed(context, progress, failures, day, failed, weight=len(variants))
                 continue
-            outcomes = engines.run(session(day), data, variants, f"flatfiles:{source.name}")
-            for variant, outcome in zip(variants, outcomes, strict=True):
+            for variant in variants:
                 label = f" {variant.name}" if sweep else ""
                 try:
-                    bars, run, added = _write_day(outcome, opened, variant,
-                                                  RowMeta("replay", day, variant.version, context.run.run_id))
+                    bars, run, added = _replay_variant_day(data, variant, f"flatfiles:{source.name}", opened,
+                                                           RowMeta("replay", day, variant.version, context.run.run_id))
                 except _DayFailed as failed:
                     _day_failed(context, progress, failures, day, failed, label=label)
                     continue
@@ -237,13 +236,19 @@ def _load_day(day: dt.date, source, cache_dir: Path, cfg: Settings) -> DayData:
         raise _DayFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _write_day(outcome: Callable[[], tuple[int, SessionRun, dict]], opened: "_OnFirstWrite", variant: _Variant,
-               meta: RowMeta) -> tuple[int, SessionRun, dict[str, int]]:
-    """A variant's day from the engine into the eight tables and its versions row, in one
-    transaction, or _DayFailed; a full disk is a Failure of the whole range."""
+def _replay_variant_day(data: DayData, variant: _Variant, source: str, opened: "_OnFirstWrite",
+                        meta: RowMeta) -> tuple[int, SessionRun, dict[str, int]]:
+    """A variant's day through the engine and into the eight tables and its versions row, in one
+    transaction, or _DayFailed; a full disk is a Failure of the whole range.
+
+    A sweep's variants run here one after another, on the day read once: the engine is the
+    smaller part of a variant's day next to its DuckDB write (one writer at a time), and a
+    process pool for the engines, measured, cost more (its start, each day's frames pickled to
+    and from it) than it saved (BENCHMARKS.md, "Sweeps")."""
     db = opened.store()
     try:
-        bars, run, batches = outcome()
+        bars, run, batches = replay_day(session(meta.session_date), data.equity, data.options,
+                                        variant.settings.paper_half_spread, variant.strategy, source)
         added = db.write({**batches, "versions": [variant.recorded]}, meta)
     except Exception as exc:  # one day's bad data must not take the range down
         _raise_if_disk_full(exc, meta.session_date, db.path)
@@ -258,29 +263,6 @@ def _day_failed(context: AssetExecutionContext, progress: "_Progress", failures:
     why = f"{label.strip()}: {failed}" if label else str(failed)
     failures[day] = f"{failures[day]}; {why}" if day in failures else why
     progress.failed(day, why, weight)
-
-
-class _Engines:
-    """Runs a day's variants through the engine: in this process for one variant; for a sweep in
-    a pool of two processes (the engine is the CPU part), started on first use. The writes stay
-    in this process, one at a time. Spawned, not forked: this process runs Dagster's threads."""
-
-    def __init__(self, stack: contextlib.ExitStack, sweep: bool) -> None:
-        self._stack, self._sweep = stack, sweep
-        self._pool: ProcessPoolExecutor | None = None
-
-    def run(self, sess: Session, data: DayData, variants: list[_Variant], source: str,
-            ) -> list[Callable[[], tuple[int, SessionRun, dict]]]:
-        """One callable per variant, in order, returning its replay_day result (or raising)."""
-        def args(v: _Variant) -> tuple:
-            return sess, data.equity, data.options, v.settings.paper_half_spread, v.strategy, source
-
-        if not self._sweep:
-            return [functools.partial(replay_day, *args(v)) for v in variants]
-        if self._pool is None:
-            self._pool = self._stack.enter_context(ProcessPoolExecutor(
-                2, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_signals_to_the_replay))
-        return [self._pool.submit(replay_day, *args(v)).result for v in variants]
 
 
 class _OnFirstWrite:

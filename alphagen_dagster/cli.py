@@ -83,8 +83,8 @@ _SET_HELP = ("With --variant: a setting the variant changes, KEY=VALUE by its en
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 @click.option("--sweep", "axes", multiple=True, metavar="KEY=V1,V2,...",
               help="Replay every combination of these values as a variant named from its values (e.g. "
-              "risk_stop_loss_multiple=1.5), in one run: each day's files read once, the engines on two "
-              "processes, one dbt build. Repeatable; the keys as for --set; not with --variant.")
+              "risk_stop_loss_multiple=1.5), in one run: each day's files read once, one dbt build. "
+              "Repeatable; the keys as for --set; not with --variant.")
 def replay(start: dt.date, end: dt.date | None, source: str | None, variant: str | None,
            assignments: tuple[str, ...], axes: tuple[str, ...]) -> None:
     """Replay trading days through the Dagster replay job (one run for the whole range)."""

@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,15 +44,18 @@ def step_seconds(log: Path, step: str) -> float:
     return (ended - began).total_seconds() if began and ended else float("nan")
 
 
-def replay(checkout: Path, work: Path, flatfiles: Path, run: int) -> dict[str, float]:
+def replay(checkout: Path, work: Path, flatfiles: Path, run: int, options: Sequence[str] = (),
+           **settings: str) -> dict[str, float]:
+    """One timed `alphagen replay` of the 20 days (`options` and `settings`: further options and
+    environment variables)."""
     for stale in work.glob("replay.duckdb*"):
         stale.unlink()
-    env = replay_env(work / "home", work / "replay.duckdb", work / "cache", work / f"charts{run}")
+    env = {**replay_env(work / "home", work / "replay.duckdb", work / "cache", work / f"charts{run}"), **settings}
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = dt.datetime.now()
     subprocess.run([str(checkout / ".venv" / "bin" / "alphagen"), "replay", "--start", str(START), "--end", str(END),
-                    "--source", str(flatfiles)], check=True, env=env, cwd=checkout,
+                    "--source", str(flatfiles), *options], check=True, env=env, cwd=checkout,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = (dt.datetime.now() - started).total_seconds()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

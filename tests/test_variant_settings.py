@@ -18,6 +18,8 @@ from alphagen_core.operations.variants import (
     _git_commit,
     code_version,
     parse_assignments,
+    parse_sweep,
+    sweep_variants,
     variant_settings,
     version_row,
 )
@@ -80,6 +82,30 @@ def test_assignments_parse_as_key_value_pairs():
         "RISK_STOP_LOSS_MULTIPLE": "1.5", "OPTION_STRIKE_OFFSET": "1"}
     with pytest.raises(VariantError, match="expected KEY=VALUE"):
         parse_assignments(["RISK_STOP_LOSS_MULTIPLE"])
+
+
+def test_a_sweep_is_every_combination_named_from_its_values():
+    axes = parse_sweep(["risk_stop_loss_multiple=1.5,3", "SIGNAL_COOLDOWN_SECONDS=30, 60"])
+    assert axes == {"RISK_STOP_LOSS_MULTIPLE": ["1.5", "3"], "SIGNAL_COOLDOWN_SECONDS": ["30", "60"]}
+    assert sweep_variants(axes) == [
+        ("risk_stop_loss_multiple=1.5,signal_cooldown_seconds=30", {"RISK_STOP_LOSS_MULTIPLE": "1.5",
+                                                                  "SIGNAL_COOLDOWN_SECONDS": "30"}),
+        ("risk_stop_loss_multiple=1.5,signal_cooldown_seconds=60", {"RISK_STOP_LOSS_MULTIPLE": "1.5",
+                                                                  "SIGNAL_COOLDOWN_SECONDS": "60"}),
+        ("risk_stop_loss_multiple=3,signal_cooldown_seconds=30", {"RISK_STOP_LOSS_MULTIPLE": "3",
+                                                                "SIGNAL_COOLDOWN_SECONDS": "30"}),
+        ("risk_stop_loss_multiple=3,signal_cooldown_seconds=60", {"RISK_STOP_LOSS_MULTIPLE": "3",
+                                                                "SIGNAL_COOLDOWN_SECONDS": "60"}),
+    ]
+
+
+def test_a_sweep_with_a_bad_value_or_key_or_no_value_is_refused():
+    with pytest.raises(VariantError, match="invalid setting RISK_STOP_LOSS_MULTIPLE"):
+        sweep_variants({"RISK_STOP_LOSS_MULTIPLE": ["1.5", "0.5"]})
+    with pytest.raises(VariantError, match="not a strategy or risk setting: SCHWAB_PAPER"):
+        sweep_variants({"SCHWAB_PAPER": ["true", "false"]})
+    with pytest.raises(VariantError, match="at least one value"):
+        sweep_variants(parse_sweep(["RISK_STOP_LOSS_MULTIPLE=1.5,"]))
 
 
 def test_each_allowed_key_changes_what_the_engine_or_the_fill_model_runs_with():

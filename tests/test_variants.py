@@ -94,8 +94,28 @@ def test_report_shows_each_variant_apart(cli):
     assert totals == [["total", "replay", "base"], ["total", "replay", VARIANT]]
 
 
+def test_a_sweep_replays_each_combination_as_a_variant_in_one_run(cli, tmp_path):
+    """Each of the sweep's variants gets the figures a replay of it alone got (the module's
+    replays: the variant with stop 1.5, and base, whose stop is 2.0)."""
+    sweep = Cli(tmp_path, cli.source)
+    code, out = sweep.run("replay", "--start", str(FIRST), "--source", str(cli.source),
+                          "--sweep", f"RISK_STOP_LOSS_MULTIPLE={STOP},2")
+    assert code == 0, out
+    names = ["risk_stop_loss_multiple=1.5", "risk_stop_loss_multiple=2"]
+    assert [line.split(": ")[0].split(") ")[-1] for line in out.splitlines() if "round trips" in line] == names
+    assert len(sweep.runs()) == 1
+    day = "SELECT variant, realized_pnl, fees, trades, wins, losses FROM daily_pnl WHERE trade_date = ? ORDER BY variant"
+    swept = [{**r, "variant": None} for r in rows(sweep, day, [FIRST])]
+    alone = {r["variant"]: {**r, "variant": None} for r in rows(cli, day, [FIRST])}
+    assert swept == [alone[VARIANT], alone["base"]]
+    versions = rows(sweep, "SELECT variant, version, settings FROM versions ORDER BY variant")
+    assert [r["variant"] for r in versions] == names and len({r["version"] for r in versions}) == 2
+    assert [json.loads(r["settings"])["RISK_STOP_LOSS_MULTIPLE"] for r in versions] == [1.5, 2.0]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "RISK_STOP_LOSS_MULTIPLE=3"], "--set needs --variant NAME"),
+    (["--variant", "x", "--sweep", "RISK_STOP_LOSS_MULTIPLE=1.5,3"], "--sweep names its own variants"),
     (["--variant", "x", "--set", "POLYGON_API_KEY=sentinel-0042"], "not a strategy or risk setting: POLYGON_API_KEY"),
     (["--variant", "x", "--set", "RISK_STOP_LOSS_MULTIPLE=0.5"],
      "invalid setting RISK_STOP_LOSS_MULTIPLE: Input should be greater than 1"),

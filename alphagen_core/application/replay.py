@@ -156,7 +156,7 @@ def tables_for(run: SessionRun, equity_rows: pl.DataFrame, option_rows: pl.DataF
 def replay_day(session: Session, equity: pl.DataFrame, options: pl.DataFrame, half_spread: float,
                config: StrategyConfig, source: str) -> tuple[int, SessionRun, dict[str, Any]]:
     """One day's data through the engine under `config`: the minutes replayed, the run and the
-    batches of all eight tables (a module-level function, so a process pool can run it)."""
+    batches of all eight tables."""
     slices = build_slices(equity, options, half_spread)
     run = run_session(session, slices, config)
     batches = tables_for(run, equity_bar_rows(equity, source), option_quote_rows(options, half_spread, source))
