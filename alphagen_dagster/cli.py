@@ -117,7 +117,8 @@ def _variant_config(variant: str | None, assignments: tuple[str, ...], axes: tup
     return {"variant": variant or BASE, "settings": overrides, "sweep": sweep}
 
 
-def run_replay(start: dt.date, end: dt.date, source: str | None = None, variant: dict | None = None) -> bool:
+def run_replay(start: dt.date, end: dt.date, source: str | None = None, step_config: dict | None = None) -> bool:
+    """`step_config`: the replay step's (`_variant_config`); default: base."""
     from alphagen_core.domain.calendar import NY
     from alphagen_core.operations.settings import load_settings
     from alphagen_dagster.instance import dagster_home
@@ -165,7 +166,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None, variant:
                     "dagster/asset_partition_range_end": days[-1].isoformat(),
                     PROCESS_TAG: this_process(),
                 },
-                run_config=replay_run_config(variant or {"variant": BASE, "settings": {}}),
+                run_config=replay_run_config(step_config or {"variant": BASE}),
             )
         _write_details(instance, result.run_id, log_file)
     elapsed = time.perf_counter() - started
@@ -173,9 +174,9 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None, variant:
     return result.success
 
 
-def replay_run_config(variant: dict) -> dict:
+def replay_run_config(step_config: dict) -> dict:
     """The replay job's run config: the variant (or sweep) goes to the replay step, as from the UI."""
-    return {"loggers": {"progress": {}}, "ops": {"replay_tables": {"config": variant}}}
+    return {"loggers": {"progress": {}}, "ops": {"replay_tables": {"config": step_config}}}
 
 
 def _days_to_replay(start: dt.date, end: dt.date, first_day: dt.date, today: dt.date) -> list[dt.date]:
