@@ -5,13 +5,14 @@ stored rows keep that time and a restored minute sees the same ages."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import replace
 
 import duckdb
 import pytest
 
 from alphagen_core.application.control import set_state
-from alphagen_core.application.live_minute import run_minute_increment
+from alphagen_core.application.live_minute import run_minute_increment, session_version
 from alphagen_core.domain.calendar import session
 from alphagen_core.domain.models import Bar, OptionQuote, TradingState
 from alphagen_core.operations.settings import Settings
@@ -65,6 +66,10 @@ def test_a_frozen_chain_is_stale_on_its_source_time_and_opens_nothing(tmp_path):
 def test_a_fresh_chain_opens_and_is_filed_under_its_minute(tmp_path):
     store = _run_day(tmp_path, FrozenChainMarket(UP + [102], frozen_at=None))
     assert store.query("SELECT acted FROM signals")["acted"].to_list() == [True]
+    # the session's version is base, recorded once with the session's settings
+    [version] = store.query("SELECT mode, version, variant, settings FROM versions").rows()
+    assert version[:3] == ("paper", session_version(DAY), "base")
+    assert json.loads(version[3])["RISK_STOP_LOSS_MULTIPLE"] == Settings(_env_file=None).risk_stop_loss_multiple
     rows = store.query("""SELECT est_timestamp, quoted_at FROM option_quotes
                           WHERE quote_kind = 'chain' ORDER BY est_timestamp LIMIT 1""")
     minute, quoted = rows.row(0)
