@@ -132,5 +132,6 @@ def test_the_version_row_holds_every_allowed_setting_and_no_secret(monkeypatch):
 def test_the_code_version_is_the_package_version_and_the_checkout_commit(tmp_path):
     commit = _git_commit(Path(__file__).resolve().parent)
     assert commit is not None and re.fullmatch(r"[0-9a-f]{40}", commit)
+    code_version.cache_clear()  # computed once per process: perhaps before a commit made since
     assert code_version() == f"{version('alphagen')}+{commit}"
     assert _git_commit(tmp_path) is None  # not a checkout: the code version says +unknown
