@@ -5,7 +5,8 @@
 --   expectancy = total_pnl / trades; max_drawdown = min(equity_curve.drawdown);
 --   sharpe = mean(d) / stddev_samp(d) * sqrt(252);
 --   sortino = mean(d) / sqrt(mean(min(d, 0)^2)) * sqrt(252);
---   return_on_capital = total_pnl / RISK_TRADING_CAPITAL (the environment's, default 5,000,000);
+--   return_on_capital = total_pnl / RISK_TRADING_CAPITAL: the one the variant's last day ran
+--     with (its versions row), else the environment's (default 5,000,000);
 --   exits_<reason>: round trips closed for that reason.
 with days as (
     select
@@ -45,6 +46,20 @@ round_trips as (
     group by mode, variant
 ),
 
+capital as (
+    select
+        d.mode,
+        d.variant,
+        arg_max(cast(json_extract_string(v.settings, '$.RISK_TRADING_CAPITAL') as double), d.trade_date)
+            as trading_capital
+    from {{ ref('daily_pnl') }} as d
+    inner join {{ source('alphagen', 'versions') }} as v
+        on d.mode = v.mode
+        and d.trade_date = v.session_date
+        and d.version = v.version
+    group by d.mode, d.variant
+),
+
 drawdowns as (
     select mode, variant, min(drawdown) as max_drawdown
     from {{ ref('equity_curve') }}
@@ -71,7 +86,8 @@ select
     days.worst_day,
     round(days.mean_d / nullif(days.sd_d, 0) * sqrt(252), 4) as sharpe,
     round(days.mean_d / nullif(days.downside_d, 0) * sqrt(252), 4) as sortino,
-    round(days.total_pnl / {{ env_var('RISK_TRADING_CAPITAL', '5000000') }}, 6) as return_on_capital,
+    round(days.total_pnl / coalesce(capital.trading_capital, {{ env_var('RISK_TRADING_CAPITAL', '5000000') }}), 6)
+        as return_on_capital,
     coalesce(rt.exits_take_profit, 0) as exits_take_profit,
     coalesce(rt.exits_stop_loss, 0) as exits_stop_loss,
     coalesce(rt.exits_reversal, 0) as exits_reversal,
@@ -83,3 +99,5 @@ left join round_trips as rt
     on days.mode = rt.mode and days.variant = rt.variant
 left join drawdowns
     on days.mode = drawdowns.mode and days.variant = drawdowns.variant
+left join capital
+    on days.mode = capital.mode and days.variant = capital.variant
