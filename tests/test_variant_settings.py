@@ -80,8 +80,10 @@ def test_a_name_that_is_no_variant_name_is_refused(name):
 def test_assignments_parse_as_key_value_pairs():
     assert parse_assignments(["risk_stop_loss_multiple=1.5", "OPTION_STRIKE_OFFSET = 1"]) == {
         "RISK_STOP_LOSS_MULTIPLE": "1.5", "OPTION_STRIKE_OFFSET": "1"}
-    with pytest.raises(VariantError, match="expected KEY=VALUE"):
-        parse_assignments(["RISK_STOP_LOSS_MULTIPLE"])
+    for bad in ([SENTINEL], ["=1.5"]):
+        with pytest.raises(VariantError, match="expected KEY=VALUE") as exc:
+            parse_assignments(bad)
+        assert SENTINEL not in str(exc.value)
 
 
 def test_a_sweep_is_every_combination_named_from_its_values():

@@ -71,8 +71,8 @@ def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     overrides: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise VariantError(f"{key.strip() or pair!r}: expected KEY=VALUE")
+        if not sep or not key.strip():  # not echoed: it may be a value (a secret) without its key
+            raise VariantError("expected KEY=VALUE: an argument has no KEY= before its value")
         overrides[key.strip().upper()] = value.strip()
     return overrides
 
