@@ -94,6 +94,7 @@ def replay(start: dt.date, end: dt.date | None, source: str | None, variant: str
 
 def _variant_config(variant: str | None, assignments: tuple[str, ...], axes: tuple[str, ...]) -> dict:
     """The replay step's config for the options, validated as the step validates it."""
+    from alphagen_core.operations.settings import load_settings
     from alphagen_core.operations.variants import (
         VariantError,
         parse_assignments,
@@ -102,6 +103,7 @@ def _variant_config(variant: str | None, assignments: tuple[str, ...], axes: tup
         variant_settings,
     )
 
+    load_settings()  # the environment's own problems first, as themselves (not usage errors)
     if assignments and variant is None:
         raise click.UsageError("--set needs --variant NAME: base is the environment's settings")
     if axes and variant is not None:
@@ -394,8 +396,9 @@ def pnl_table(for_date: dt.date | None = None, mode: str | None = None, variant:
 @main.command()
 @click.option("--for-date", required=True, callback=_date)
 @click.option("--mode", default="replay", type=click.Choice(["replay", "paper", "live"]), show_default=True)
+@click.option("--variant", default=BASE, show_default=True, help="The replay variant to draw.")
 @click.option("--out", type=click.Path(path_type=Path), help="Default: ALPHAGEN_CHART_DIR/<date>.png")
-def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
+def chart(for_date: dt.date, mode: str, variant: str, out: Path | None) -> None:
     """Write the day's chart (QQQ, VWAP, MA9, entries and exits) as a PNG."""
     from alphagen_core.application.chart import day_chart_png
     from alphagen_core.operations.settings import get_settings
@@ -404,10 +407,10 @@ def chart(for_date: dt.date, mode: str, out: Path | None) -> None:
 
     settings = get_settings()
     store = Store(settings.alphagen_duckdb_path)
-    ticks = store.latest("normalized_ticks", mode, for_date)
+    ticks = store.latest("normalized_ticks", mode, for_date, variant)
     if ticks.is_empty():
-        raise click.ClickException(f"no {mode} data for {for_date}: replay it first")
-    execs = store.latest("executions", mode, for_date)
+        raise click.ClickException(f"no {mode} data of variant {variant} for {for_date}: replay it first")
+    execs = store.latest("executions", mode, for_date, variant)
     out = out or settings.alphagen_chart_dir / f"{for_date:%Y-%m-%d}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(day_chart_png(for_date, ticks_from(ticks), executions_from(execs)))

@@ -94,6 +94,14 @@ def test_report_shows_each_variant_apart(cli):
     assert totals == [["total", "replay", "base"], ["total", "replay", VARIANT]]
 
 
+def test_chart_draws_a_variants_day_and_names_a_missing_one(cli, tmp_path):
+    out = tmp_path / "variant.png"
+    code, text = cli.run("chart", "--for-date", str(FIRST), "--variant", VARIANT, "--out", str(out), timeout=60)
+    assert code == 0 and out.read_bytes().startswith(b"\x89PNG"), text
+    code, text = cli.run("chart", "--for-date", str(FIRST), "--variant", "never_replayed", timeout=60)
+    assert code == 1 and f"no replay data of variant never_replayed for {FIRST}" in text
+
+
 def test_a_sweep_replays_each_combination_as_a_variant_in_one_run(cli, tmp_path):
     """Each of the sweep's variants gets the figures a replay of it alone got (the module's
     replays: the variant with stop 1.5, and base, whose stop is 2.0)."""
