@@ -324,18 +324,18 @@ def compare_table(day: dt.date) -> str:
 
 def _mart(sql: str, params: list | None = None):
     from alphagen_core.operations.settings import get_settings
-    from alphagen_dagster.report import query_marts
+    from alphagen_dagster.report import open_marts, query_marts
 
-    return query_marts(get_settings().alphagen_duckdb_path, sql, params)
+    return query_marts(open_marts(get_settings().alphagen_duckdb_path), sql, params)
 
 
 def stats_report(selection, png: Path | None = None) -> tuple[str, Path]:
     """The summary of `selection` (a report.Selection) as text, and its chart, written."""
     from alphagen_core.operations.settings import get_settings
-    from alphagen_dagster.report import PERFORMANCE_PNG, read_performance, stats_text, write_performance_png
+    from alphagen_dagster.report import PERFORMANCE_PNG, open_marts, read_performance, stats_text, write_performance_png
 
     settings = get_settings()
-    performance = read_performance(settings.alphagen_duckdb_path, selection, settings.risk_trading_capital)
+    performance = read_performance(open_marts(settings.alphagen_duckdb_path), selection, settings.risk_trading_capital)
     out = write_performance_png(performance.curves, png or settings.alphagen_chart_dir / PERFORMANCE_PNG)
     return stats_text(performance.summary), out.resolve()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alphagen_core.persistence.store import Store
 from alphagen_dagster.instance import PROJECT_DIR
 
 PERFORMANCE_MACROS = PROJECT_DIR / "dbt_pnl" / "macros" / "performance.sql"
@@ -43,48 +44,57 @@ class Performance:
     curves: pl.DataFrame  # mode, variant, trade_date, cumulative_pnl, drawdown
 
 
-def query_marts(db_path: Path, sql: str, params: list | dict | None = None) -> pl.DataFrame:
-    from alphagen_core.persistence.store import Store
-
+def open_marts(db_path: Path) -> Store:
+    """The DuckDB file at `db_path`, never created by reading it."""
     if not db_path.exists():
         raise ReportError(NO_MARTS)
+    return Store(db_path)
+
+
+def query_marts(store: Store, sql: str, params: list | dict | None = None) -> pl.DataFrame:
     try:
-        return Store(db_path).query(sql, params or None)
+        return store.query(sql, params or None)
     except Exception as exc:  # the marts are missing until the first replay's dbt build
         if "does not exist" in str(exc):
             raise ReportError(NO_MARTS) from None
         raise
 
 
-def read_performance(db_path: Path, selection: Selection, trading_capital: float) -> Performance:
-    _check_variants(db_path, selection)
+def read_performance(store: Store, selection: Selection, trading_capital: float) -> Performance:
+    _check_variants(store, selection)
     filters, params = _filters(selection)
     if selection.is_range:
-        summary_sql, curve_sql = _range_queries(db_path, trading_capital)
+        summary_sql, curve_sql = _range_queries(store, trading_capital)
         params |= {"start": selection.start or dt.date.min, "end": selection.end or dt.date.max}
     else:
         summary_sql, curve_sql = "performance_summary", "equity_curve"
-    summary = query_marts(db_path, f"SELECT * FROM {summary_sql} AS s{filters} ORDER BY mode, variant", params)
+    summary = query_marts(store, f"SELECT * FROM {summary_sql} AS s{filters} ORDER BY mode, variant", params)
     if summary.is_empty():
-        raise ReportError(_nothing_selected(db_path, selection))
-    curves = query_marts(db_path, f"""SELECT mode, variant, trade_date, cumulative_pnl, drawdown
+        raise ReportError(_nothing_selected(store, selection))
+    curves = query_marts(store, f"""SELECT mode, variant, trade_date, cumulative_pnl, drawdown
                                       FROM {curve_sql} AS c{filters} ORDER BY mode, variant, trade_date""", params)
     return Performance(summary, curves)
 
 
-def _range_queries(db_path: Path, trading_capital: float) -> tuple[str, str]:
-    """The marts' macros over the sessions from $start to $end: the same SQL as the marts."""
+def _range_queries(store: Store, trading_capital: float) -> tuple[str, str]:
+    """The marts' SQL over the sessions from $start to $end."""
+    in_range = "WHERE trade_date BETWEEN $start AND $end"
+    # trades records its variant once replays run named variants; until then every round trip is base
+    has_variant = "variant" in query_marts(store, "SELECT * FROM trades LIMIT 0").columns
+    base = "" if has_variant else ", 'base' AS variant"
+    summary, curve = performance_sql(f"(SELECT * FROM daily_pnl {in_range})",
+                                     f"(SELECT *{base} FROM trades {in_range})", trading_capital)
+    return f"({summary})", f"({curve})"
+
+
+def performance_sql(daily: str, trades: str, trading_capital: float) -> tuple[str, str]:
+    """performance_summary's and equity_curve's SQL over the relations `daily` and `trades`:
+    the marts' macros, rendered as dbt renders them."""
     import jinja2  # dbt's template engine; the macros use nothing of dbt's own
 
     macros = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(PERFORMANCE_MACROS.read_text()).module
-    in_range = "WHERE trade_date BETWEEN $start AND $end"
-    daily = f"(SELECT * FROM daily_pnl {in_range})"
-    # trades records its variant once replays run named variants; until then every round trip is base
-    has_variant = "variant" in query_marts(db_path, "SELECT * FROM trades LIMIT 0").columns
-    base = "" if has_variant else ", 'base' AS variant"
-    trades = f"(SELECT *{base} FROM trades {in_range})"
-    summary = macros.performance_summary_rows(daily=daily, trades=trades, trading_capital=repr(float(trading_capital)))
-    return f"({summary})", f"({macros.equity_curve_rows(daily=daily)})"
+    return (macros.performance_summary_rows(daily=daily, trades=trades, trading_capital=repr(float(trading_capital))),
+            macros.equity_curve_rows(daily=daily))
 
 
 def _filters(selection: Selection) -> tuple[str, dict]:
@@ -98,14 +108,14 @@ def _filters(selection: Selection) -> tuple[str, dict]:
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def _check_variants(db_path: Path, selection: Selection) -> None:
-    known = query_marts(db_path, "SELECT DISTINCT variant FROM daily_pnl ORDER BY variant")["variant"].to_list()
+def _check_variants(store: Store, selection: Selection) -> None:
+    known = query_marts(store, "SELECT DISTINCT variant FROM daily_pnl ORDER BY variant")["variant"].to_list()
     if unknown := [v for v in selection.variants if v not in known]:
         raise ReportError(f"unknown variant(s) {', '.join(unknown)}; the marts hold: {', '.join(known) or 'none'}")
 
 
-def _nothing_selected(db_path: Path, selection: Selection) -> str:
-    first, last = query_marts(db_path, "SELECT min(trade_date), max(trade_date) FROM daily_pnl").row(0)
+def _nothing_selected(store: Store, selection: Selection) -> str:
+    first, last = query_marts(store, "SELECT min(trade_date), max(trade_date) FROM daily_pnl").row(0)
     of = "".join(f" of {name} {', '.join(values)}" for name, values in
                  (("mode", selection.modes), ("variant", selection.variants)) if values)
     between = (f" between {selection.start or 'the first session'} and {selection.end or 'the last session'}"
@@ -140,7 +150,7 @@ def stats_text(summary: pl.DataFrame) -> str:
     """One column per (mode, variant), one line per figure, then the exits by reason."""
     rows = list(summary.iter_rows(named=True))
     figures, exits = _figures(summary)
-    width = 16
+    width = max(16, *(len(_label(r)) + 2 for r in rows))
 
     def line(name: str, column: str) -> str:
         return f"{name:<24}" + "".join(f"{cell(r[column]):>{width}}" for r in rows)
