@@ -122,6 +122,20 @@ def test_a_selection_with_nothing_in_it_says_what_the_marts_hold(marts, selectio
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--stats", "--start", "2024-02-01", "--end", "2024-01-01"), "--start 2024-02-01 is after --end 2024-01-01"),
+    (("--variant", "base"), "--variant, --start, --end and --png go with --stats"),
+    (("--png", "x.png"), "--variant, --start, --end and --png go with --stats"),
+])
+def test_the_report_command_refuses_options_that_do_not_fit(args, message):
+    from click.testing import CliRunner
+
+    from alphagen_dagster.cli import report
+
+    done = CliRunner().invoke(report, list(args))
+    assert done.exit_code == 2 and done.output.splitlines()[-1] == f"Error: {message}"
+
+
 def test_without_a_file_or_marts_it_says_to_replay_first(tmp_path):
     with pytest.raises(ReportError, match="no P/L marts yet: run `alphagen replay`"):
         open_marts(tmp_path / "missing.duckdb")
