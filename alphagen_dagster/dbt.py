@@ -155,7 +155,7 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
 
 def _asset_key(context: AssetExecutionContext, event: object) -> AssetKey | None:
     if isinstance(event, Output):
-        return context.assets_def.asset_key_for_output(event.output_name)
+        return context.assets_def.keys_by_output_name.get(event.output_name)
     return getattr(event, "asset_key", None)
 
 

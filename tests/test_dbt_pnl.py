@@ -471,3 +471,18 @@ def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trade
         got = {k: (None if s[k] is None else float(s[k]) if k not in ("sessions", "trades", "wins", "losses",
                                                                       "exits_stop_loss") else s[k]) for k in expected}
         assert got == pytest.approx(expected, abs=1e-4), mode
+
+
+def test_the_reports_range_over_every_session_equals_the_marts_to_the_cent(built):
+    """`alphagen report --stats --start --end` renders the marts' macros over a range; over
+    every session its figures and curve are the marts' rows, to the cent and the 4th decimal."""
+    from alphagen_dagster.report import Selection, read_performance
+
+    db_path, _ = built
+    store = Store(db_path)
+    first, last = store.query("SELECT min(trade_date), max(trade_date) FROM daily_pnl").row(0)
+    ranged = read_performance(store, Selection(start=first, end=last), 5_000_000)
+    marts = read_performance(store, Selection(), 5_000_000)
+    assert ranged.summary.height == 2 and ranged.summary.equals(marts.summary)  # replay and paper
+    assert ranged.curves.equals(marts.curves)
+    assert marts.summary.equals(store.query("SELECT * FROM performance_summary ORDER BY mode, variant"))
