@@ -561,7 +561,8 @@ def demo(out: Path) -> None:
     text, chart_png = stats_report(Selection(modes=("replay",)))
     click.echo("\n" + text)
     click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
-    click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/ (the days'; the equity curve: {chart_png.name})")
+    click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/ (one per day)")
+    click.echo(f"performance: {chart_png} (the equity curve and its drawdown)")
     click.echo("Dagster UI:  make ui  (then http://127.0.0.1:3000)")
     exit_without_teardown(0)
 
