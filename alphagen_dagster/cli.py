@@ -7,11 +7,9 @@ import contextlib
 import datetime as dt
 import os
 import signal
-import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -102,6 +100,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
         release_dead_runs,
         this_process,
     )
+    from alphagen_dagster.storage import shards_held_open
 
     job = defs.resolve_job_def("replay")
     log_dir = home / "logs"
@@ -113,7 +112,7 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None) -> bool:
         _wait_for_the_duckdb_slot(instance)
         # The dbt step echoes dbt's output to stdout; keep it in a file, progress on stderr.
         with (
-            _event_log_shards_held_open(instance, run_id),
+            shards_held_open(instance, run_id),
             open(log_file, "w") as out,
             contextlib.redirect_stdout(out),
         ):
@@ -229,33 +228,6 @@ def _wait_for_the_duckdb_slot(instance) -> None:
         raise click.ClickException("stopped while waiting for the DuckDB file; nothing was started") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _event_log_shards_held_open(instance, run_id: str) -> Iterator[None]:
-    """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
-
-    Dagster's SQLite event log opens and closes a connection per write (several per event). In
-    WAL mode, closing the *last* connection to a database checkpoints it and resets the WAL, so
-    every event paid for a checkpoint; with another connection open, a close is just a close
-    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages (no shard files):
-    nothing to do.
-    """
-    storage = instance.event_log_storage
-    if not hasattr(storage, "path_for_shard"):
-        yield
-        return
-    for shard in (storage.run_connection(run_id), storage.index_connection()):
-        with shard:  # creates the shard (in WAL mode) before it is held; one at a time: not reentrant
-            pass
-    held = [sqlite3.connect(storage.path_for_shard(shard)) for shard in (run_id, "index")]
-    try:
-        for con in held:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # joins the WAL
-        yield
-    finally:
-        for con in held:
-            con.close()
 
 
 @main.command()

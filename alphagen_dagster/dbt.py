@@ -57,8 +57,9 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
 def dbt_resource() -> DbtCliResource:
-    """The venv's dbt, whether or not the venv is on PATH."""
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name("dbt")))
+    """The venv's dbt, whether or not the venv is on PATH, behind `alphagen-dbt`
+    (`dbt_executable.py`: it answers the resource's `dbt --version` without starting dbt)."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name("alphagen-dbt")))
 
 
 @contextlib.contextmanager

@@ -10,6 +10,9 @@ It reproduces what `SqliteEventLogStorage.store_event` does for an asset event, 
 internals of the pinned dagster (1.13.27): `prepare_insert_event`, `run_connection`,
 `index_transaction`, `_store_asset_event_tags` and `_store_asset_event`.
 
+`shards_held_open` keeps a run's SQLite shards open while it runs (`path_for_shard`,
+`run_connection` and `index_connection` of the same storage).
+
 It also plans each asset check of a run once. Dagster 1.13.27 plans every check of a
 partition-range run once per partition of the run (`DagsterRun.partitions_subset`), whatever
 the check's own partitions, while a range run's check result names no partition: the planned
@@ -24,8 +27,10 @@ Dagster's own storage.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 
 from dagster import DagsterEventType, DagsterInvariantViolationError, EventLogEntry
 from dagster._core.events import ASSET_EVENTS
@@ -104,3 +109,30 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             self._store_asset_event_tags(conn, events, event_ids)
             for event, event_id in zip(events, event_ids):
                 self._store_asset_event(conn, event, event_id)
+
+
+@contextlib.contextmanager
+def shards_held_open(instance, run_id: str) -> Iterator[None]:
+    """Keep one idle connection to the run's SQLite event-log shard and to the index shard.
+
+    Dagster's SQLite event log opens and closes a connection per write (several per event). In
+    WAL mode, closing the *last* connection to a database checkpoints it and resets the WAL, so
+    every event paid for a checkpoint; with another connection open, a close is just a close
+    (3x cheaper per write here, about 4 s of a 20-day replay). Other storages (no shard files):
+    nothing to do.
+    """
+    storage = instance.event_log_storage
+    if not hasattr(storage, "path_for_shard"):
+        yield
+        return
+    for shard in (storage.run_connection(run_id), storage.index_connection()):
+        with shard:  # creates the shard (in WAL mode) before it is held; one at a time: not reentrant
+            pass
+    held = [sqlite3.connect(storage.path_for_shard(shard)) for shard in (run_id, "index")]
+    try:
+        for con in held:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # joins the WAL
+        yield
+    finally:
+        for con in held:
+            con.close()
