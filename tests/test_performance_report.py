@@ -189,3 +189,33 @@ def test_the_report_chart_has_a_line_per_mode_and_variant(marts):
     curves = read_performance(marts, Selection(modes=("replay",)), CAPITAL).curves
     png = performance_png(curves)
     assert png == performance_png(curves) and png != performance_png(curves.filter(pl.col("variant") == "base"))
+
+
+def test_a_report_that_cannot_be_made_is_a_warning_and_the_materialization_stays_as_dbt_gave_it(tmp_path, capfd):
+    from dagster import MetadataValue, Output, build_asset_context
+
+    from alphagen_core.operations.settings import Settings
+    from alphagen_dagster.dbt import with_performance
+
+    output = Output(None, output_name="performance_summary", metadata={"invocation_id": MetadataValue.text("x")})
+    settings = Settings(alphagen_chart_dir=tmp_path / "charts")
+    with build_asset_context() as context:
+        events = list(with_performance(context, [output], Store(tmp_path / "no-marts.duckdb"), settings))
+    assert len(events) == 1 and set(events[0].metadata) == {"invocation_id"}
+    assert "WARNING - system - performance_summary is built, but its figures and chart are not attached: no P/L marts yet" in capfd.readouterr().err
+    assert not (tmp_path / "charts").exists()
+
+
+def test_the_materialization_carries_the_table_and_the_chart(marts, tmp_path):
+    from dagster import Output, build_asset_context
+
+    from alphagen_core.operations.settings import Settings
+    from alphagen_dagster.dbt import with_performance
+
+    settings = Settings(alphagen_chart_dir=tmp_path / "charts")
+    with build_asset_context() as context:
+        [event] = with_performance(context, [Output(None, output_name="performance_summary")], marts, settings)
+    png = tmp_path / "charts" / "performance.png"
+    assert event.metadata["equity_curve_png"].value == str(png)
+    assert event.metadata["performance"].value.splitlines()[0] == (
+        "| figure | live/base | paper/base | replay/base | replay/wide_stop |")
