@@ -109,6 +109,8 @@ def _filters(selection: Selection) -> tuple[str, dict]:
 
 
 def _check_variants(store: Store, selection: Selection) -> None:
+    if not selection.variants:
+        return
     known = query_marts(store, "SELECT DISTINCT variant FROM daily_pnl ORDER BY variant")["variant"].to_list()
     if unknown := [v for v in selection.variants if v not in known]:
         raise ReportError(f"unknown variant(s) {', '.join(unknown)}; the marts hold: {', '.join(known) or 'none'}")
