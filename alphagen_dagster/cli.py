@@ -10,7 +10,6 @@ import signal
 import sys
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -38,10 +37,11 @@ class _Commands(click.Group):
         from alphagen_core.operations.settings import SettingsError
         from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
+        from alphagen_dagster.report import ReportError
 
         try:
             return super().invoke(ctx)
-        except (SettingsError, BrokenHomeError, HealthPortError) as exc:
+        except (SettingsError, BrokenHomeError, HealthPortError, ReportError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -281,17 +281,33 @@ def _wait_for_the_duckdb_slot(instance) -> None:
 @main.command()
 @click.option("--for-date", callback=_date, help="One day; default: every day.")
 @click.option("--mode", type=click.Choice(["replay", "paper", "live"]), help="Default: all modes.")
-@click.option("--stats", is_flag=True, help="The performance summary (dbt mart performance_summary) instead.")
+@click.option("--stats", is_flag=True, help="The performance summary per (mode, variant) side by side, the exits "
+              "by reason, and the equity curve with its drawdown as a PNG.")
+@click.option("--variant", "variants", multiple=True, help="With --stats: only this variant (repeatable).")
+@click.option("--start", callback=_date, help="With --stats: the figures over the sessions from this day ...")
+@click.option("--end", callback=_date, help="... to this day (either alone: from the first, to the last session).")
+@click.option("--png", type=click.Path(path_type=Path), help="With --stats: where to write the chart; "
+              "default: ALPHAGEN_CHART_DIR/performance.png")
 @click.option("--compare-modes", is_flag=True, help="With --for-date: the day's round trips of paper (or live) "
               "beside the replay's, with the price differences.")
-def report(for_date: dt.date | None, mode: str | None, stats: bool, compare_modes: bool) -> None:
+def report(for_date: dt.date | None, mode: str | None, stats: bool, variants: tuple[str, ...], start: dt.date | None,
+           end: dt.date | None, png: Path | None, compare_modes: bool) -> None:
     """Print daily P/L from the dbt mart `daily_pnl` (or, with --stats, the performance summary)."""
+    from alphagen_dagster.report import Selection
+
+    if (variants or start or end or png) and not stats:
+        raise click.UsageError("--variant, --start, --end and --png go with --stats")
+    if start and end and start > end:
+        raise click.UsageError(f"--start {start} is after --end {end}")
     if compare_modes:
         if for_date is None:
             raise click.UsageError("--compare-modes needs --for-date")
         click.echo(compare_table(for_date))
+    elif stats:
+        text, chart_png = stats_report(Selection((mode,) if mode else (), variants, start, end), png)
+        click.echo(f"{text}\n\nequity curve and drawdown: {chart_png}")
     else:
-        click.echo(stats_table(mode) if stats else pnl_table(for_date, mode))
+        click.echo(pnl_table(for_date, mode))
 
 
 def compare_table(day: dt.date) -> str:
@@ -329,43 +345,20 @@ def compare_table(day: dt.date) -> str:
 
 def _mart(sql: str, params: list | None = None):
     from alphagen_core.operations.settings import get_settings
-    from alphagen_core.persistence.store import Store
+    from alphagen_dagster.report import open_marts, query_marts
 
-    missing = click.ClickException("no P/L marts yet: run `alphagen replay` or `alphagen demo` first")
-    path = get_settings().alphagen_duckdb_path
-    if not path.exists():
-        raise missing
-    try:
-        return Store(path).query(sql, params or None)
-    except Exception as exc:  # the marts are missing until the first replay's dbt build
-        if "does not exist" in str(exc):
-            raise missing from None
-        raise
+    return query_marts(open_marts(get_settings().alphagen_duckdb_path), sql, params)
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"  # an undefined ratio (no trades, no losses, no deviation)
-    if isinstance(value, Decimal):
-        return f"{value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:,.4f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+def stats_report(selection, png: Path | None = None) -> tuple[str, Path]:
+    """The summary of `selection` (a report.Selection) as text, and its chart, written."""
+    from alphagen_core.operations.settings import get_settings
+    from alphagen_dagster.report import PERFORMANCE_PNG, open_marts, read_performance, stats_text, write_performance_png
 
-
-def stats_table(mode: str | None = None) -> str:
-    """performance_summary, one column per (mode, variant), one line per figure."""
-    frame = _mart("SELECT * FROM performance_summary" + (" WHERE mode = ?" if mode else "") + " ORDER BY mode, variant",
-                  [mode] if mode else None)
-    if frame.is_empty():
-        return "no sessions for that selection"
-    rows = list(frame.iter_rows(named=True))
-    width = 16
-    lines = [f"{'':<24}" + "".join(f"{r['mode'] + '/' + r['variant']:>{width}}" for r in rows)]
-    for name in frame.columns[2:]:
-        cells = [_cell(r[name]) for r in rows]
-        lines.append(f"{name:<24}" + "".join(f"{c:>{width}}" for c in cells))
-    return "\n".join(lines)
+    settings = get_settings()
+    performance = read_performance(open_marts(settings.alphagen_duckdb_path), selection, settings.risk_trading_capital)
+    out = write_performance_png(performance.curves, png or settings.alphagen_chart_dir / PERFORMANCE_PNG)
+    return stats_text(performance.summary), out.resolve()
 
 
 def pnl_table(for_date: dt.date | None = None, mode: str | None = None, variant: str | None = None) -> str:
@@ -576,6 +569,7 @@ def demo(out: Path) -> None:
     through Dagster into DuckDB, dbt P/L, and the charts. No credentials, no network."""
     from alphagen_core.operations.settings import get_settings
     from alphagen_core.sim.sample import generate
+    from alphagen_dagster.report import Selection
 
     start, end = DEMO_DAYS
     click.echo(f"1/3 sample flat files {start} .. {end} -> {out}")
@@ -586,9 +580,11 @@ def demo(out: Path) -> None:
     settings = get_settings()
     click.echo("3/3 daily P/L (dbt mart daily_pnl) and the performance summary (performance_summary)\n")
     click.echo(pnl_table(mode="replay", variant=BASE))
-    click.echo("\n" + stats_table(mode="replay"))
+    text, chart_png = stats_report(Selection(modes=("replay",)))
+    click.echo("\n" + text)
     click.echo(f"\nDuckDB file: {settings.alphagen_duckdb_path.resolve()}")
-    click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/")
+    click.echo(f"charts:      {settings.alphagen_chart_dir.resolve()}/ (one per day)")
+    click.echo(f"performance: {chart_png} (the equity curve and its drawdown)")
     click.echo("Dagster UI:  make ui  (then http://127.0.0.1:3000)")
     exit_without_teardown(0)
 

@@ -11,6 +11,7 @@ Importing dagster-dbt imports much of dbt-core: the live code location never imp
 module (import-linter contract).
 """
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -22,11 +23,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, Failure
+from dagster import AssetCheckResult, AssetExecutionContext, AssetKey, Failure, MetadataValue, Output
 from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
+from alphagen_core.operations.settings import Settings
+from alphagen_core.persistence.store import Store
+from alphagen_dagster.report import PERFORMANCE_PNG, Selection, read_performance, stats_markdown, write_performance_png
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
@@ -46,6 +50,8 @@ BUILD = ("build", "--log-level-file", "none", "--no-write-json", "--no-use-color
          "--exclude-resource-type", "unit_test")
 # dagster-dbt's metadata entry naming a spec's dbt node.
 UNIQUE_ID = "dagster_dbt/unique_id"
+# Its materialization carries the figures per (mode, variant) and the equity curve's chart.
+PERFORMANCE_SUMMARY = AssetKey("performance_summary")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
@@ -123,9 +129,23 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     builds = one_model_at_a_time(context) if in_live_window else [list(BUILD)]
     how = "one per model: inside a live session's window" if in_live_window else "one for the whole selection"
     context.log.info(f"dbt build: {len(builds)} dbt process(es), {how}; target {target}")
+    # performance_summary's events wait for the end of dbt: dbt holds the DuckDB file until its
+    # process ends, and the materialization's figures are read from the file.
+    held: list[Output | AssetCheckResult] = []
+    failure: Exception | None = None
     with duckdb_path_for_dbt(db_path):
-        for args in builds:  # the first that fails raises, with dbt's errors
-            yield from dbt.cli(args, context=context, target_path=target).stream()
+        try:
+            for args in builds:  # the first that fails raises, with dbt's errors
+                for event in dbt.cli(args, context=context, target_path=target).stream():
+                    if _asset_key(context, event) == PERFORMANCE_SUMMARY:
+                        held.append(event)
+                    else:
+                        yield event
+        except Exception as exc:
+            failure = exc
+    yield from with_performance(context, held, store.store(), cfg)
+    if failure is not None:
+        raise failure
     if context.run.job_name == "pnl_after_close":  # a paper or live session's close
         from alphagen_dagster.post_close import send_session_summary
 
@@ -134,6 +154,38 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     if failed := (run.tags.get(FAILED_DAYS_TAG) if run else None):
         raise Failure(description=f"the marts are built from the days that landed, but {failed} day(s) of this "
                       "run failed and wrote nothing (see the replay_tables step and its partitions' metadata)")
+
+
+def _asset_key(context: AssetExecutionContext, event: object) -> AssetKey | None:
+    if isinstance(event, Output):
+        return context.assets_def.keys_by_output_name.get(event.output_name)
+    return getattr(event, "asset_key", None)
+
+
+def with_performance(context: AssetExecutionContext, held: Sequence[Output | AssetCheckResult], store: Store,
+                     cfg: Settings) -> Iterator[Output | AssetCheckResult]:
+    """performance_summary's materialization, when dbt built it, with the figures per (mode,
+    variant) and the equity curve's chart; then its checks."""
+    for event in held:
+        if isinstance(event, Output):
+            event = event.with_metadata({**event.metadata, **_performance_metadata(context, store, cfg)})
+        yield event
+
+
+def _performance_metadata(context: AssetExecutionContext, store: Store, cfg: Settings) -> dict[str, MetadataValue]:
+    """Never fails the build: a report that cannot be made is a warning."""
+    try:
+        performance = read_performance(store, Selection(), cfg.risk_trading_capital)
+        meta = {"performance": MetadataValue.md(stats_markdown(performance.summary))}
+        if cfg.feature_enable_chart:
+            png = write_performance_png(performance.curves, cfg.alphagen_chart_dir / PERFORMANCE_PNG)
+            data = base64.b64encode(png.read_bytes()).decode()
+            meta["equity_curve_chart"] = MetadataValue.md(f"![equity curve and drawdown](data:image/png;base64,{data})")
+            meta["equity_curve_png"] = MetadataValue.path(str(png.resolve()))
+        return meta
+    except Exception as exc:
+        context.log.warning(f"performance_summary is built, but its figures and chart are not attached: {exc}")
+        return {}
 
 
 def one_model_at_a_time(context: AssetExecutionContext) -> list[list[str]]:

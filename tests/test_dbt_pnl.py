@@ -501,3 +501,18 @@ _COUNTS = ("sessions", "trades", "wins", "losses", "exits_stop_loss")
 def summary_figures(row: dict, expected: dict) -> dict:
     """A performance_summary row's figures named in `expected`: counts as they are, the rest as floats."""
     return {k: row[k] if k in _COUNTS or row[k] is None else float(row[k]) for k in expected}
+
+
+def test_the_reports_range_over_every_session_equals_the_marts_to_the_cent(built):
+    """`alphagen report --stats --start --end` renders the marts' macros over a range; over
+    every session its figures and curve are the marts' rows, to the cent and the 4th decimal."""
+    from alphagen_dagster.report import Selection, read_performance
+
+    db_path, _ = built
+    store = Store(db_path)
+    first, last = store.query("SELECT min(trade_date), max(trade_date) FROM daily_pnl").row(0)
+    ranged = read_performance(store, Selection(start=first, end=last), 5_000_000)
+    marts = read_performance(store, Selection(), 5_000_000)
+    assert ranged.summary.height == 2 and ranged.summary.equals(marts.summary)  # replay and paper
+    assert ranged.curves.equals(marts.curves)
+    assert marts.summary.equals(store.query("SELECT * FROM performance_summary ORDER BY mode, variant"))

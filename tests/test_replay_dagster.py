@@ -19,7 +19,7 @@ from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_core.persistence.tables import META_COLUMNS, SOURCES, TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import replay_tables
-from alphagen_dagster.dbt import dbt_pnl_models, dbt_resource
+from alphagen_dagster.dbt import PERFORMANCE_SUMMARY, dbt_pnl_models, dbt_resource
 from alphagen_dagster.jobs import replay_job
 from alphagen_dagster.resources import (
     FlatFilesResource,
@@ -143,7 +143,8 @@ def test_early_close_day_trades_nothing_after_1255_and_ends_flat(replayed):
 
 def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
     first, _, store, _, tmp = replayed
-    assert sorted(p.name for p in (tmp / "charts").glob("*.png")) == ["2024-11-27.png", "2024-11-29.png"]
+    assert sorted(p.name for p in (tmp / "charts").glob("*.png")) == ["2024-11-27.png", "2024-11-29.png",
+                                                                      "performance.png"]
     # each day's partition carries its own figures: its chart, its rows, its P/L
     meta = {(e.asset_key.path[-1], e.partition): e.step_materialization_data.materialization.metadata
             for e in first.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.partition}
@@ -163,6 +164,24 @@ def test_replay_writes_a_chart_per_day_and_reports_checks(replayed):
     assert {c.name for c in dbt_pnl_models.check_keys} <= set(checks)
     materialized = {e.asset_key for e in first.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert set(dbt_pnl_models.keys) <= materialized
+
+
+def test_performance_summary_is_materialized_with_its_figures_and_chart_before_its_checks(replayed):
+    first, _, store, _, tmp = replayed
+    events = [e for e in first.all_events if e.asset_key == PERFORMANCE_SUMMARY or (
+        e.event_type_value == "ASSET_CHECK_EVALUATION" and e.asset_check_evaluation_data.asset_key == PERFORMANCE_SUMMARY)]
+    # held back until dbt let go of the file, then given in order: the materialization, its two checks
+    assert [e.event_type_value for e in events] == ["ASSET_MATERIALIZATION", *["ASSET_CHECK_EVALUATION"] * 2]
+    meta = events[0].step_materialization_data.materialization.metadata
+    png = tmp / "charts" / "performance.png"
+    assert meta["equity_curve_png"].value == str(png.resolve())
+    assert base64.b64encode(png.read_bytes()).decode() in meta["equity_curve_chart"].value
+    summary = store.query("SELECT * FROM performance_summary").row(0, named=True)
+    table = meta["performance"].value.splitlines()
+    assert table[0] == "| figure | replay/base |"
+    assert f"| total_pnl | {summary['total_pnl']:,.2f} |" in table
+    assert f"| exits: reversal | {summary['exits_reversal']} |" in table
+    assert "invocation_id" in meta  # dagster-dbt's own metadata kept
 
 
 def test_a_subset_of_the_dbt_models_builds_only_those_models_and_their_tests(replayed, tmp_path):
