@@ -356,7 +356,7 @@ def stats_report(selection, png: Path | None = None) -> tuple[str, Path]:
     from alphagen_dagster.report import PERFORMANCE_PNG, open_marts, read_performance, stats_text, write_performance_png
 
     settings = get_settings()
-    performance = read_performance(open_marts(settings.alphagen_duckdb_path), selection, settings.risk_trading_capital)
+    performance = read_performance(open_marts(settings.alphagen_duckdb_path), selection)
     out = write_performance_png(performance.curves, png or settings.alphagen_chart_dir / PERFORMANCE_PNG)
     return stats_text(performance.summary), out.resolve()
 

@@ -175,7 +175,7 @@ def with_performance(context: AssetExecutionContext, held: Sequence[Output | Ass
 def _performance_metadata(context: AssetExecutionContext, store: Store, cfg: Settings) -> dict[str, MetadataValue]:
     """Never fails the build: a report that cannot be made is a warning."""
     try:
-        performance = read_performance(store, Selection(), cfg.risk_trading_capital)
+        performance = read_performance(store, Selection())
         meta = {"performance": MetadataValue.md(stats_markdown(performance.summary))}
         if cfg.feature_enable_chart:
             png = write_performance_png(performance.curves, cfg.alphagen_chart_dir / PERFORMANCE_PNG)

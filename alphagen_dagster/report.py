@@ -17,6 +17,8 @@ from alphagen_dagster.instance import PROJECT_DIR
 PERFORMANCE_MACROS = PROJECT_DIR / "dbt_pnl" / "macros" / "performance.sql"
 PERFORMANCE_PNG = "performance.png"
 NO_MARTS = "no P/L marts yet: run `alphagen replay` or `alphagen demo` first"
+OLD_MARTS = ("the P/L marts were built by an earlier version (no {columns} in {mart}): any `alphagen replay` "
+             "rebuilds them")
 EXITS_PREFIX = "exits_"
 
 
@@ -60,11 +62,11 @@ def query_marts(store: Store, sql: str, params: list | dict | None = None) -> pl
         raise
 
 
-def read_performance(store: Store, selection: Selection, trading_capital: float) -> Performance:
+def read_performance(store: Store, selection: Selection) -> Performance:
     _check_variants(store, selection)
     filters, params = _filters(selection)
     if selection.is_range:
-        summary_sql, curve_sql = _range_queries(store, trading_capital)
+        summary_sql, curve_sql = _range_queries(store)
         params |= {"start": selection.start or dt.date.min, "end": selection.end or dt.date.max}
     else:
         summary_sql, curve_sql = "performance_summary", "equity_curve"
@@ -76,24 +78,23 @@ def read_performance(store: Store, selection: Selection, trading_capital: float)
     return Performance(summary, curves)
 
 
-def _range_queries(store: Store, trading_capital: float) -> tuple[str, str]:
+def _range_queries(store: Store) -> tuple[str, str]:
     """The marts' SQL over the sessions from $start to $end."""
     in_range = "WHERE trade_date BETWEEN $start AND $end"
-    # trades records its variant once replays run named variants; until then every round trip is base
-    has_variant = "variant" in query_marts(store, "SELECT * FROM trades LIMIT 0").columns
-    base = "" if has_variant else ", 'base' AS variant"
-    summary, curve = performance_sql(f"(SELECT * FROM daily_pnl {in_range})",
-                                     f"(SELECT *{base} FROM trades {in_range})", trading_capital)
+    for mart, needed in (("daily_pnl", {"variant", "trading_capital"}), ("trades", {"variant"})):
+        if missing := needed - set(query_marts(store, f"SELECT * FROM {mart} LIMIT 0").columns):
+            raise ReportError(OLD_MARTS.format(columns=", ".join(sorted(missing)), mart=mart))
+    summary, curve = performance_sql(f"(SELECT * FROM daily_pnl {in_range})", f"(SELECT * FROM trades {in_range})")
     return f"({summary})", f"({curve})"
 
 
-def performance_sql(daily: str, trades: str, trading_capital: float) -> tuple[str, str]:
+def performance_sql(daily: str, trades: str) -> tuple[str, str]:
     """performance_summary's and equity_curve's SQL over the relations `daily` and `trades`:
     the marts' macros, rendered as dbt renders them."""
     import jinja2  # dbt's template engine; the macros use nothing of dbt's own
 
     macros = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(PERFORMANCE_MACROS.read_text()).module
-    return (macros.performance_summary_rows(daily=daily, trades=trades, trading_capital=repr(float(trading_capital))),
+    return (macros.performance_summary_rows(daily=daily, trades=trades),
             macros.equity_curve_rows(daily=daily))
 
 

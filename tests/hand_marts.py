@@ -21,6 +21,9 @@ DAILY = [
     ("paper", "base", D(2024, 1, 2), 0), ("paper", "base", D(2024, 1, 3), 0),  # no trades: a flat curve
     ("live", "base", D(2024, 1, 2), 100), ("live", "base", D(2024, 1, 3), 50),  # no losses
 ]
+# the trading capital each variant ran with (RISK_TRADING_CAPITAL of its versions rows)
+DEFAULT_CAPITAL = 5_000_000
+CAPITAL = {"wide_stop": 1_000_000}
 # (mode, variant, trade_date, pnl, exit_reason): a row per round trip, summing to DAILY
 TRADES = [
     ("replay", "base", D(2024, 1, 2), 150, "take_profit"), ("replay", "base", D(2024, 1, 2), -50, "reversal"),
@@ -31,19 +34,21 @@ TRADES = [
 ]
 
 
-def write_hand_marts(path: Path, daily=DAILY, trades=TRADES, *, trades_have_variant: bool = True) -> Path:
-    """`trades_have_variant=False`: the trades mart as it is before replays record variants
-    (every round trip base)."""
+def write_hand_marts(path: Path, daily=DAILY, trades=TRADES, *, before_variants: bool = False) -> Path:
+    """`before_variants`: the marts as an earlier version built them (no variant in trades, no
+    trading capital in daily_pnl)."""
     with duckdb.connect(str(path)) as con:
         con.execute("""CREATE TABLE daily_pnl (trade_date DATE, mode VARCHAR, realized_pnl DECIMAL(18, 2),
-                       variant VARCHAR)""")
-        con.executemany("INSERT INTO daily_pnl VALUES (?, ?, ?, ?)", [(d, m, p, v) for m, v, d, p in daily])
+                       variant VARCHAR, trading_capital DOUBLE)""")
+        con.executemany("INSERT INTO daily_pnl VALUES (?, ?, ?, ?, ?)",
+                        [(d, m, p, v, CAPITAL.get(v, DEFAULT_CAPITAL)) for m, v, d, p in daily])
         con.execute("""CREATE TABLE trades (trade_date DATE, mode VARCHAR, pnl DECIMAL(18, 2), exit_reason VARCHAR,
                        variant VARCHAR)""")
         con.executemany("INSERT INTO trades VALUES (?, ?, ?, ?, ?)", [(d, m, p, r, v) for m, v, d, p, r in trades])
-        summary, curve = performance_sql("daily_pnl", "(SELECT * FROM trades)", 5_000_000)
+        summary, curve = performance_sql("daily_pnl", "(SELECT * FROM trades)")
         con.execute(f"CREATE TABLE equity_curve AS {curve}")
         con.execute(f"CREATE TABLE performance_summary AS {summary}")
-        if not trades_have_variant:
+        if before_variants:
             con.execute("ALTER TABLE trades DROP COLUMN variant")
+            con.execute("ALTER TABLE daily_pnl DROP COLUMN trading_capital")
     return path

@@ -511,8 +511,8 @@ def test_the_reports_range_over_every_session_equals_the_marts_to_the_cent(built
     db_path, _ = built
     store = Store(db_path)
     first, last = store.query("SELECT min(trade_date), max(trade_date) FROM daily_pnl").row(0)
-    ranged = read_performance(store, Selection(start=first, end=last), 5_000_000)
-    marts = read_performance(store, Selection(), 5_000_000)
+    ranged = read_performance(store, Selection(start=first, end=last))
+    marts = read_performance(store, Selection())
     assert ranged.summary.height == 2 and ranged.summary.equals(marts.summary)  # replay and paper
     assert ranged.curves.equals(marts.curves)
     assert marts.summary.equals(store.query("SELECT * FROM performance_summary ORDER BY mode, variant"))

@@ -37,7 +37,7 @@ def marts(tmp_path) -> Store:
 
 
 def summary_of(store: Store, selection: Selection, **key) -> dict:
-    rows = read_performance(store, selection, CAPITAL).summary.filter(**key).to_dicts()
+    rows = read_performance(store, selection).summary.filter(**key).to_dicts()
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -57,7 +57,7 @@ def test_a_range_restarts_the_curve_and_its_peak_at_its_first_session(marts):
     assert s["sortino"] == round(statistics.mean(d) / math.sqrt(sum(min(x, 0) ** 2 for x in d) / 3) * ROOT_252, 4)
     assert s["return_on_capital"] == round(-30 / CAPITAL, 6)
     assert (s["exits_take_profit"], s["exits_close"], s["exits_stop_loss"], s["exits_reversal"]) == (1, 1, 0, 0)
-    curve = read_performance(marts, Selection(modes=("replay",), variants=("base",), start=D(2024, 1, 4)), CAPITAL).curves
+    curve = read_performance(marts, Selection(modes=("replay",), variants=("base",), start=D(2024, 1, 4))).curves
     assert curve["cumulative_pnl"].cast(pl.Float64).to_list() == [30, -30, -30]
     assert curve["drawdown"].cast(pl.Float64).to_list() == [0, -60, -60]
     whole = summary_of(marts, Selection(), mode="replay", variant="base")
@@ -89,24 +89,30 @@ def test_no_losses_leave_profit_factor_and_sortino_undefined(marts):
 
 
 def test_variants_side_by_side_and_the_selection(marts):
-    frame = read_performance(marts, Selection(modes=("replay",), start=D(2024, 1, 2), end=D(2024, 1, 3)), CAPITAL)
+    frame = read_performance(marts, Selection(modes=("replay",), start=D(2024, 1, 2), end=D(2024, 1, 3)))
     assert frame.summary.select("variant", "trades", "total_pnl").rows() == [
         ("base", 3, Decimal("20.00")), ("wide_stop", 1, Decimal("40.00"))]
-    only = read_performance(marts, Selection(variants=("wide_stop",)), CAPITAL)
+    only = read_performance(marts, Selection(variants=("wide_stop",)))
     assert only.summary.select("mode", "variant").rows() == [("replay", "wide_stop")]
     assert only.curves["trade_date"].to_list() == [D(2024, 1, 2), D(2024, 1, 3)]
 
 
-def test_trades_without_a_variant_column_are_the_base_variant(tmp_path):
-    daily, trades = ([row for row in rows if row[1] == "base"] for rows in (DAILY, TRADES))
-    store = Store(write_hand_marts(tmp_path / "old.duckdb", daily, trades, trades_have_variant=False))
-    s = summary_of(store, Selection(start=D(2024, 1, 2), end=D(2024, 1, 3)), mode="replay")
-    assert (s["variant"], s["trades"], s["wins"], s["losses"]) == ("base", 3, 1, 2)
+def test_marts_of_an_earlier_version_ask_for_a_rebuild_before_a_range(tmp_path):
+    store = Store(write_hand_marts(tmp_path / "old.duckdb", before_variants=True))
+    with pytest.raises(ReportError, match=r"no trading_capital in daily_pnl.*alphagen replay"):
+        read_performance(store, Selection(start=D(2024, 1, 2), end=D(2024, 1, 3)))
+
+
+def test_return_on_capital_is_on_the_capital_each_variant_ran_with(marts):
+    for variant, capital in (("base", 5_000_000), ("wide_stop", 1_000_000)):
+        for selection in (Selection(), Selection(start=D(2024, 1, 2), end=D(2024, 1, 3))):
+            s = summary_of(marts, selection, mode="replay", variant=variant)
+            assert s["return_on_capital"] == round(float(s["total_pnl"]) / capital, 6), (variant, selection)
 
 
 def test_the_whole_range_equals_the_mart(marts):
     every_day = Selection(start=D(2024, 1, 1), end=D(2024, 12, 31))
-    assert read_performance(marts, every_day, CAPITAL).summary.equals(read_performance(marts, Selection(), CAPITAL).summary)
+    assert read_performance(marts, every_day).summary.equals(read_performance(marts, Selection()).summary)
 
 
 @pytest.mark.parametrize(("selection", "message"), [
@@ -118,7 +124,7 @@ def test_the_whole_range_equals_the_mart(marts):
 ])
 def test_a_selection_with_nothing_in_it_says_what_the_marts_hold(marts, selection, message):
     with pytest.raises(ReportError) as raised:
-        read_performance(marts, selection, CAPITAL)
+        read_performance(marts, selection)
     assert str(raised.value) == message
 
 
@@ -141,11 +147,11 @@ def test_without_a_file_or_marts_it_says_to_replay_first(tmp_path):
         open_marts(tmp_path / "missing.duckdb")
     assert not (tmp_path / "missing.duckdb").exists()
     with pytest.raises(ReportError, match="no P/L marts yet"):
-        read_performance(Store(tmp_path / "empty.duckdb"), Selection(), CAPITAL)
+        read_performance(Store(tmp_path / "empty.duckdb"), Selection())
 
 
 def test_text_and_markdown_put_the_variants_side_by_side_and_the_exits_apart(marts):
-    summary = read_performance(marts, Selection(modes=("replay",)), CAPITAL).summary
+    summary = read_performance(marts, Selection(modes=("replay",))).summary
     text = stats_text(summary).splitlines()
     assert text[0].split() == ["replay/base", "replay/wide_stop"]
     assert text[text.index("exits by reason") + 1].split() == ["take_profit", "2", "1"]
@@ -186,7 +192,7 @@ def test_the_chart_draws_each_curve_above_its_drawdown():
 
 
 def test_the_report_chart_has_a_line_per_mode_and_variant(marts):
-    curves = read_performance(marts, Selection(modes=("replay",)), CAPITAL).curves
+    curves = read_performance(marts, Selection(modes=("replay",))).curves
     png = performance_png(curves)
     assert png == performance_png(curves) and png != performance_png(curves.filter(pl.col("variant") == "base"))
 

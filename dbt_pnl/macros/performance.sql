@@ -4,9 +4,9 @@
     function may appear here) over the rows of a date range.
 
     daily:   a relation with mode, variant, trade_date, realized_pnl (one row per session the
-             engine ran; a session without trades is a 0)
-    trades:  a relation with mode, variant, pnl, exit_reason (one row per round trip)
-    trading_capital: RISK_TRADING_CAPITAL, the denominator of return_on_capital -#}
+             engine ran; a session without trades is a 0) and trading_capital (the capital
+             the session ran with)
+    trades:  a relation with mode, variant, pnl, exit_reason (one row per round trip) -#}
 
 {#- One row per (mode, variant, trade_date):
       cumulative_pnl: running sum of daily_pnl in date order
@@ -47,9 +47,9 @@
       expectancy = total_pnl / trades; max_drawdown = min(drawdown of the equity curve);
       sharpe = mean(d) / stddev_samp(d) * sqrt(252);
       sortino = mean(d) / sqrt(mean(min(d, 0)^2)) * sqrt(252);
-      return_on_capital = total_pnl / trading_capital;
+      return_on_capital = total_pnl / the trading capital of the last session;
       exits_<reason>: round trips closed for that reason. -#}
-{% macro performance_summary_rows(daily, trades, trading_capital) -%}
+{% macro performance_summary_rows(daily, trades) -%}
     with days as (
         select
             mode,
@@ -62,7 +62,8 @@
             min(realized_pnl) as worst_day,
             avg(realized_pnl) as mean_d,
             stddev_samp(realized_pnl) as sd_d,
-            sqrt(avg(power(least(realized_pnl, 0), 2))) as downside_d
+            sqrt(avg(power(least(realized_pnl, 0), 2))) as downside_d,
+            arg_max(trading_capital, trade_date) as trading_capital
         from {{ daily }}
         group by mode, variant
     ),
@@ -114,7 +115,7 @@
         days.worst_day,
         round(days.mean_d / nullif(days.sd_d, 0) * sqrt(252), 4) as sharpe,
         round(days.mean_d / nullif(days.downside_d, 0) * sqrt(252), 4) as sortino,
-        round(days.total_pnl / {{ trading_capital }}, 6) as return_on_capital,
+        round(days.total_pnl / days.trading_capital, 6) as return_on_capital,
         coalesce(rt.exits_take_profit, 0) as exits_take_profit,
         coalesce(rt.exits_stop_loss, 0) as exits_stop_loss,
         coalesce(rt.exits_reversal, 0) as exits_reversal,

@@ -6,8 +6,20 @@
 --   trades:       completed round trips (positions with an exit fill), from `trades`
 --   wins/losses:  round trips whose P/L (sum of their fills' pnl_contrib) is > 0 / < 0
 --   variant:      the named strategy and risk settings of the version (stg_latest_versions)
+--   trading_capital: RISK_TRADING_CAPITAL the version ran with (its versions row), else the
+--                 environment's (default 5,000,000): return_on_capital's denominator
 with sessions as (
     select mode, variant, session_date, version from {{ ref('stg_latest_versions') }}
+),
+
+capital as (
+    select
+        mode,
+        session_date,
+        version,
+        max(try_cast(json_extract_string(settings, '$.RISK_TRADING_CAPITAL') as double)) as trading_capital
+    from {{ source('alphagen', 'versions') }}
+    group by mode, session_date, version
 ),
 
 fills as (
@@ -43,8 +55,14 @@ select
     cast(coalesce(round_trips.wins, 0) as bigint) as wins,
     cast(coalesce(round_trips.losses, 0) as bigint) as losses,
     sessions.variant,
-    sessions.version
+    sessions.version,
+    cast(coalesce(capital.trading_capital, {{ env_var('RISK_TRADING_CAPITAL', '5000000') }}) as double)
+        as trading_capital
 from sessions
+left join capital
+    on sessions.mode = capital.mode
+    and sessions.session_date = capital.session_date
+    and sessions.version = capital.version
 left join fills
     on sessions.mode = fills.mode
     and sessions.variant = fills.variant

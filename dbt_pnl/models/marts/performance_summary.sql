@@ -2,6 +2,5 @@
 -- `alphagen report --stats --start D --end D`: macros/performance.sql (performance_summary_rows).
 {{ performance_summary_rows(
     daily=ref('daily_pnl'),
-    trades=ref('trades'),
-    trading_capital=env_var('RISK_TRADING_CAPITAL', '5000000')
+    trades=ref('trades')
 ) }}
