@@ -34,9 +34,15 @@ from alphagen_core.application.replay import SessionRun, replay_day
 from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
 from alphagen_core.domain.clock import Clock, clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
-from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
 from alphagen_core.operations.settings import Settings
-from alphagen_core.operations.variants import BASE, VARIANT_KEYS, VariantError, sweep_variants, version_row
+from alphagen_core.operations.variants import (
+    BASE,
+    VARIANT_KEYS,
+    VariantError,
+    sweep_variants,
+    version_row,
+)
+from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
 from alphagen_core.persistence.tables import SOURCES, Table
 from alphagen_dagster import stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally

@@ -353,7 +353,13 @@ def _mart(sql: str, params: list | None = None):
 def stats_report(selection, png: Path | None = None) -> tuple[str, Path]:
     """The summary of `selection` (a report.Selection) as text, and its chart, written."""
     from alphagen_core.operations.settings import get_settings
-    from alphagen_dagster.report import PERFORMANCE_PNG, open_marts, read_performance, stats_text, write_performance_png
+    from alphagen_dagster.report import (
+        PERFORMANCE_PNG,
+        open_marts,
+        read_performance,
+        stats_text,
+        write_performance_png,
+    )
 
     settings = get_settings()
     performance = read_performance(open_marts(settings.alphagen_duckdb_path), selection)

@@ -23,14 +23,27 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckResult, AssetExecutionContext, AssetKey, Failure, MetadataValue, Output
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MetadataValue,
+    Output,
+)
 from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
 from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import Store
-from alphagen_dagster.report import PERFORMANCE_PNG, Selection, read_performance, stats_markdown, write_performance_png
+from alphagen_dagster.report import (
+    PERFORMANCE_PNG,
+    Selection,
+    read_performance,
+    stats_markdown,
+    write_performance_png,
+)
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"

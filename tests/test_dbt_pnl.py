@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-
 from dagster_dbt import DbtCliInvocation
 
 from alphagen_core.persistence.store import RowMeta, Store

@@ -9,7 +9,14 @@ import json
 
 import pytest
 
-from alphagen_dagster.dbt import UNIQUE_ID, build_args, dbt_pnl_models, manifest, model_steps, run_dbt
+from alphagen_dagster.dbt import (
+    UNIQUE_ID,
+    build_args,
+    dbt_pnl_models,
+    manifest,
+    model_steps,
+    run_dbt,
+)
 
 MODELS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.specs]
 TESTS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.check_specs]

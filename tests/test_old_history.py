@@ -9,7 +9,6 @@ Friday itself the same chain is 0DTE.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 

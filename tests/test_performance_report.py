@@ -22,7 +22,7 @@ from alphagen_dagster.report import (
     stats_markdown,
     stats_text,
 )
-from tests.hand_marts import DAILY, TRADES, write_hand_marts
+from tests.hand_marts import write_hand_marts
 
 pytestmark = pytest.mark.unit
 

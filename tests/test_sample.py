@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
-from alphagen_core.domain.calendar import NY, next_trading_day, session, sessions
+from alphagen_core.domain.calendar import next_trading_day, session, sessions
 from alphagen_core.sim import sample
 
 pytestmark = pytest.mark.unit

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from alphagen_core.operations.settings import (
-    LIVE_CONFIRMATION_PHRASE,
     Mode,
     Settings,
     SettingsError,

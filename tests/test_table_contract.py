@@ -14,7 +14,12 @@ import duckdb
 import polars as pl
 import pytest
 
-from alphagen_core.domain.models import BrokerBalances, BrokerPosition, ControlEvent, TradingState
+from alphagen_core.domain.models import (
+    BrokerBalances,
+    BrokerPosition,
+    ControlEvent,
+    TradingState,
+)
 from alphagen_core.persistence import dbt_sources
 from alphagen_core.persistence.rows import (
     MODEL_OF,

@@ -13,7 +13,10 @@ import pytest
 from pydantic import SecretStr
 
 from alphagen_core.adapters.polygon.config import PolygonConfig, ws_endpoint
-from alphagen_core.adapters.polygon.market_data import PolygonAuthError, PolygonMarketData
+from alphagen_core.adapters.polygon.market_data import (
+    PolygonAuthError,
+    PolygonMarketData,
+)
 from alphagen_core.adapters.polygon.stream import PolygonStream
 from alphagen_core.domain.clock import SimClock
 from alphagen_core.domain.models import MINUTE, Bar, OptionQuote, Right

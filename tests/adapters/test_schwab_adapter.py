@@ -37,9 +37,9 @@ from alphagen_core.adapters.schwab import (
     SchwabUnavailable,
     login,
 )
-from alphagen_core.adapters.schwab.tokens import write_private_file
 from alphagen_core.adapters.schwab.execution import format_price
 from alphagen_core.adapters.schwab.ratelimit import RetryPolicy
+from alphagen_core.adapters.schwab.tokens import write_private_file
 from alphagen_core.domain.clock import NY
 from alphagen_core.domain.models import Action, BrokerPosition, OrderRequest
 from alphagen_core.domain.symbols import schwab_to_polygon
@@ -47,9 +47,7 @@ from alphagen_core.operations.settings import LIVE_CONFIRMATION_PHRASE, Settings
 from alphagen_core.sim.faults import Faults
 from alphagen_core.sim.schwab import QuoteBook, SchwabFaults, SchwabStandIn
 from tests.adapters.test_schwab_standin import (
-    ACCOUNT,
     APP_KEY,
-    APP_SECRET,
     CALL_430,
     CALL_430_SCHWAB,
     CALLBACK,

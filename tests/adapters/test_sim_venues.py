@@ -9,8 +9,8 @@ import time
 import pytest
 
 from alphagen_core.adapters.polygon.flatfiles import LocalFlatFiles, load_day
-from alphagen_core.adapters.schwab.session import SchwabSession
 from alphagen_core.adapters.schwab.execution import SchwabExecution
+from alphagen_core.adapters.schwab.session import SchwabSession
 from alphagen_core.application.replay import quotes_by_minute
 from alphagen_core.domain.calendar import session
 from alphagen_core.domain.models import Action, OrderRequest
