@@ -43,6 +43,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_live.py
 	$(BIN)/python benchmarks/bench_year.py
 	$(BIN)/python benchmarks/bench_contention.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 ui: setup
 	bash scripts/ui.sh
