@@ -156,13 +156,13 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
                         yield event
         except Exception as exc:
             failure = exc
-    yield from with_performance(context, held, store.store(), cfg)
+    yield from with_performance(context, held, db, cfg)
     if failure is not None:
         raise failure
     if context.run.job_name == "pnl_after_close":  # a paper or live session's close
         from alphagen_dagster.post_close import send_session_summary
 
-        send_session_summary(context, store.store(), cfg)
+        send_session_summary(context, db, cfg)
     run = context.instance.get_run_by_id(context.run.run_id)
     if failed := (run.tags.get(FAILED_DAYS_TAG) if run else None):
         raise Failure(description=f"the marts are built from the days that landed, but {failed} day(s) of this "
