@@ -8,12 +8,14 @@ run id), which sort in creation order.
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -316,6 +318,34 @@ def test_two_processes_insert_concurrently_without_losing_rows(tmp_path):
     assert count(store, "equity_bars") == 2 * batches * per
     per_run = store.query("SELECT run_id, count(*) AS n FROM equity_bars GROUP BY run_id ORDER BY run_id")
     assert per_run.rows() == [("run-A", batches * per), ("run-B", batches * per)]
+
+
+@pytest.mark.unit
+def test_a_new_file_appears_whole_never_half_written(tmp_path):
+    """DuckDB creates a file empty and writes its headers after; another process opening it in
+    between fails with "not a valid DuckDB database file" (seen once in CI with two writers).
+    The store makes the file elsewhere and links it into place, so it is never seen empty."""
+    path = tmp_path / "fresh.duckdb"
+    sizes: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(path.stat().st_size)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with Store(path).connect():
+            pass
+    finally:
+        done.set()
+        watcher.join()
+    sizes.append(path.stat().st_size)
+    header = 3 * 4096  # DuckDB's file header and its two database headers
+    assert min(sizes) >= header, sorted(set(sizes))
+    assert [p.name for p in tmp_path.iterdir()] == ["fresh.duckdb"]  # no private file left behind
 
 
 @pytest.mark.integration

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -115,6 +116,8 @@ class Store:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"no DuckDB file at {self.path}: run a replay first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            _create_file(self.path)
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.02
         while True:
@@ -199,6 +202,26 @@ class Store:
                 ORDER BY {order}""",
             [mode, session_date, mode, session_date, variant],
         )
+
+
+def _create_file(path: Path) -> None:
+    """Create an empty database file so that no other process ever sees it half-written.
+
+    DuckDB writes a new file's headers after creating it; a second process opening the path
+    in between fails with "exists, but it is not a valid DuckDB database file" (two writers
+    starting on a fresh file). So the file is made under a private name and hard-linked into
+    place, which fails harmlessly when another process got there first.
+    """
+    private = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.new")
+    try:
+        duckdb.connect(str(private)).close()
+        # FileExistsError: another process made it first. Any other OSError: a filesystem
+        # without hard links, where DuckDB then creates the file in place.
+        with suppress(OSError):
+            os.link(private, path)
+    finally:
+        private.unlink(missing_ok=True)
+        Path(f"{private}.wal").unlink(missing_ok=True)
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection) -> None:
