@@ -152,8 +152,11 @@ def test_rest_5xx_and_429_are_retried_and_results_complete() -> None:
     with standin(clock) as s:
         clean = PolygonMarketData(config_for(s), clock=clock)
         want_bars, want_chain = clean.minute_bars("QQQ", DAY), clean.option_chain("QQQ", DAY)
-    faults = Faults(latency_s=0.01, error_rate=0.35, rate_limit_per_min=4, rate_limit_window_s=0.4, seed=5)
-    with standin(clock, faults) as s, PolygonMarketData(config_for(s), clock=clock, backoff_s=0.05) as md:
+    # 4 requests per 1.5 s: the test's dozen requests meet the limit however slowly a loaded
+    # machine sends them (a 0.4 s window once saw none), and the client outlasts any window.
+    faults = Faults(latency_s=0.01, error_rate=0.35, rate_limit_per_min=4, rate_limit_window_s=1.5, seed=5)
+    with standin(clock, faults) as s, PolygonMarketData(config_for(s), clock=clock, attempts=8, backoff_s=0.05,
+                                                        max_backoff_s=0.5) as md:
         for _ in range(3):
             assert md.minute_bars("QQQ", DAY) == want_bars
             assert md.option_chain("QQQ", DAY) == want_chain
