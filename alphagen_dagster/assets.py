@@ -46,7 +46,12 @@ from alphagen_core.persistence.store import RowMeta, Store, is_disk_full
 from alphagen_core.persistence.tables import SOURCES, Table
 from alphagen_dagster import stop
 from alphagen_dagster.checks import CHECK_SPECS, CheckTally
-from alphagen_dagster.dbt import FAILED_DAYS_TAG, dbt_pnl_models
+from alphagen_dagster.dbt import (
+    FAILED_DAYS_TAG,
+    dbt_pnl_models,
+    start_warm_dbt,
+    stop_warm_dbt,
+)
 from alphagen_dagster.partitions import partition_days, trading_days
 from alphagen_dagster.resources import (
     FlatFilesResource,
@@ -159,13 +164,26 @@ def replay_tables(
     alone: it writes nothing, its partition's metadata says why, and the other days go on.
     The run still fails in the end (the dbt step raises once the marts are built, so they
     match the days that landed); a full disk stops the range at once."""
+    if not _runs_dbt(context):
+        yield from _replay_days(context, config, store, flatfiles, settings, runs_dbt=False)
+        return
+    cfg, db_path = settings.get(), store.store().path
+    start_warm_dbt(cfg, db_path)  # dbt gets ready on the other core while the days replay
+    try:
+        yield from _replay_days(context, config, store, flatfiles, settings, runs_dbt=True)
+    except BaseException:
+        stop_warm_dbt(cfg, db_path)  # no dbt step will take it
+        raise
+
+
+def _replay_days(context: AssetExecutionContext, config: ReplayConfig, store: StoreResource,
+                 flatfiles: FlatFilesResource, settings: SettingsResource, *, runs_dbt: bool):
     version = replay_version(context)
     variants = _variants(config, settings, version)
     cfg = variants[0].settings  # what all variants share: sources, paths, charts, clock
     sweep = len(variants) > 1
     source = flatfiles.open(cfg)
     db = store.store()
-    runs_dbt = _runs_dbt(context)
     days = [d for d in partition_days(context.partition_keys) if is_trading_day(d)]
     progress = _Progress(context, len(days) * len(variants))
     summaries: list[dict[str, object]] = []

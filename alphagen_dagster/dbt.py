@@ -37,6 +37,7 @@ from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import Store
+from alphagen_dagster.dbt_executable import WORKER_VARIABLE, WarmDbt
 from alphagen_dagster.report import (
     PERFORMANCE_PNG,
     Selection,
@@ -76,18 +77,55 @@ def dbt_resource() -> DbtCliResource:
 
 
 @contextlib.contextmanager
-def duckdb_path_for_dbt(db_path: str | Path) -> Iterator[None]:
-    """The dbt processes started inside this block use the DuckDB file `db_path` (absolute:
-    dbt runs in the project folder)."""
-    previous = os.environ.get(DUCKDB_PATH_VARIABLE)
-    os.environ[DUCKDB_PATH_VARIABLE] = str(Path(db_path).resolve())
+def _environ(name: str, value: str) -> Iterator[None]:
+    """`name` set to `value` inside the block (DbtCliResource hands dbt this process's environment)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            del os.environ[DUCKDB_PATH_VARIABLE]
+            del os.environ[name]
         else:
-            os.environ[DUCKDB_PATH_VARIABLE] = previous
+            os.environ[name] = previous
+
+
+def duckdb_path_for_dbt(db_path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """The dbt processes started inside this block use the DuckDB file `db_path` (absolute:
+    dbt runs in the project folder)."""
+    return _environ(DUCKDB_PATH_VARIABLE, str(Path(db_path).resolve()))
+
+
+_warm: dict[tuple[Path, Path], WarmDbt] = {}
+
+
+def start_warm_dbt(cfg: Settings, db_path: Path) -> None:
+    """Start the dbt worker that the dbt step's builds go to later in this process
+    (`dbt_executable.py`): it imports dbt and parses the project while the days replay."""
+    key = _worker_key(cfg, db_path)
+    if key not in _warm:
+        _warm[key] = WarmDbt(*key)
+
+
+def stop_warm_dbt(cfg: Settings, db_path: Path) -> None:
+    if worker := _warm.pop(_worker_key(cfg, db_path), None):
+        worker.close()
+
+
+@contextlib.contextmanager
+def warm_dbt_builds(cfg: Settings, db_path: Path) -> Iterator[bool]:
+    """The builds inside this block go to the worker `start_warm_dbt` started for this file, if
+    any (yields whether there is one; else dbt starts as usual); it ends with the block."""
+    worker = _warm.get(_worker_key(cfg, db_path))
+    try:
+        with _environ(WORKER_VARIABLE, str(worker.socket_path)) if worker else contextlib.nullcontext():
+            yield worker is not None
+    finally:
+        stop_warm_dbt(cfg, db_path)
+
+
+def _worker_key(cfg: Settings, db_path: Path) -> tuple[Path, Path]:
+    return Path(db_path).resolve(), target_dir(cfg.alphagen_cache_dir, db_path)
 
 
 def run_dbt(args: Sequence[str], db_path: str | Path, target: Path, *, raise_on_error: bool = True) -> DbtCliInvocation:
@@ -141,12 +179,13 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     in_live_window = live_session_at(clock_from_settings(cfg).now()) is not None
     builds = one_model_at_a_time(context) if in_live_window else [list(BUILD)]
     how = "one per model: inside a live session's window" if in_live_window else "one for the whole selection"
-    context.log.info(f"dbt build: {len(builds)} dbt process(es), {how}; target {target}")
     # performance_summary's events wait for the end of dbt: dbt holds the DuckDB file until its
     # process ends, and the materialization's figures are read from the file.
     held: list[Output | AssetCheckResult] = []
     failure: Exception | None = None
-    with duckdb_path_for_dbt(db_path):
+    with duckdb_path_for_dbt(db_path), warm_dbt_builds(cfg, db_path) as warm:
+        where = "in the dbt worker started with the run" if warm else "in new dbt processes"
+        context.log.info(f"dbt build: {len(builds)} build(s), {how}, {where}; target {target}")
         try:
             for args in builds:  # the first that fails raises, with dbt's errors
                 for event in dbt.cli(args, context=context, target_path=target).stream():

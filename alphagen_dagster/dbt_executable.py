@@ -1,16 +1,43 @@
-"""`alphagen-dbt`, the dbt executable `DbtCliResource` runs: `--version` is answered from the
-installed packages' metadata, anything else is dbt itself (`exec`, same process).
+"""`alphagen-dbt`, the dbt executable `DbtCliResource` runs, and the warm dbt worker it hands
+builds to.
 
-Why not dbt directly: DbtCliResource asks `dbt --version` once per resource instance (every
-Dagster step) to tell dbt-core from dbt Fusion, and dbt answers by importing its whole CLI and
-asking PyPI for the latest release, most of a dbt process start per step for one line. The
-answer here has the same form (`Core: - installed: X.Y.Z`), from the same installed dbt-core.
+`alphagen-dbt ARGS`:
+- `--version` is answered from the installed packages' metadata. DbtCliResource asks it once
+  per resource instance (every Dagster step) to tell dbt-core from dbt Fusion, and dbt answers
+  by importing its whole CLI and asking PyPI for the latest release. The answer here has the
+  same form (`Core: - installed: X.Y.Z`), from the same installed dbt-core.
+- `build ...`, when the run started a warm worker (`WORKER_VARIABLE` names its socket), is run
+  by that worker; when there is none, or it cannot take the build, by dbt itself as below.
+- anything else is dbt itself (`exec`, same process).
+
+Why a warm worker: a dbt process spends most of its time starting, importing dbt-core and
+parsing the project, and the build itself is short (BENCHMARKS.md, "The warm dbt worker").
+The replay step starts the worker as the run begins, so that work happens on the other core
+while the days replay; the dbt step's build then runs on the parsed manifest
+(`dbtRunner(manifest=...)`, dbt's programmatic API). The build gets this process's command
+line, environment, working directory, stdout and stderr (the descriptors, passed over the
+socket), so DbtCliResource reads dbt's own JSON log lines and exit code either way.
 """
 
+import contextlib
+import json
 import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
 import sys
+import tempfile
+import threading
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
+
+# Set, while the dbt step runs dbt, to the socket of the worker the run started.
+WORKER_VARIABLE = "ALPHAGEN_DBT_WORKER"
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
+_QUIET = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
 
 
 def main() -> None:
@@ -18,5 +45,127 @@ def main() -> None:
     if args in (["--version"], ["-v"]):
         print(f"Core:\n  - installed: {version('dbt-core')}\n\nPlugins:\n  - duckdb: {version('dbt-duckdb')}")
         return
+    if args[:1] == ["build"] and (worker := os.environ.get(WORKER_VARIABLE)):
+        code = _build_in_worker(worker, args)
+        if code is not None:
+            sys.exit(code)
     dbt = Path(sys.executable).with_name("dbt")
     os.execv(dbt, [str(dbt), *args])
+
+
+def _build_in_worker(socket_path: str, args: list[str]) -> int | None:
+    """The build's exit code from the worker, or None when no worker takes it (it has ended, or
+    its parse failed: dbt itself then runs here and reports the parse's errors)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(socket_path)
+            socket.send_fds(sock, [b"."], [sys.stdout.fileno(), sys.stderr.fileno()])
+            request = {"args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            replies = sock.makefile("r")
+            if replies.readline().strip() != "accepted":
+                return None
+            worker_pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+        except OSError:
+            return None
+        # A Ctrl-C or a cancelled run's signal reaches this process, not the worker (it has a
+        # session of its own): passed on as SIGINT, dbt stops as its own process would.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: os.kill(worker_pid, signal.SIGINT))
+        code = replies.readline().strip()
+    if not code:
+        print("alphagen-dbt: the dbt worker ended before the build did", file=sys.stderr)
+        return 2
+    return int(code)
+
+
+class WarmDbt:
+    """The run's handle on its worker: started before the days replay, handed the dbt step's
+    builds, ended with `close` (or when this process ends: the worker exits on its stdin's
+    EOF, so it never outlives the run, even one that is killed)."""
+
+    def __init__(self, db_path: Path, target: Path) -> None:
+        # a folder of mode 0700: the socket is the run's alone (the worker removes it as it ends)
+        self.socket_path = Path(tempfile.mkdtemp(prefix="alphagen-dbt-")) / "worker.sock"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self.socket_path), str(target)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=DBT_PROJECT_DIR,
+            env={**os.environ, "ALPHAGEN_DUCKDB_PATH": str(db_path)},  # the profile reads it (absolute)
+            # Not in the terminal's process group: Ctrl-C is the replay's to handle (it stops at
+            # a day boundary and still builds the marts).
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+def _serve(socket_path: str, target: str) -> None:
+    threading.Thread(target=_exit_when_the_run_ends, args=(Path(socket_path).parent,), daemon=True).start()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen()  # a build that comes before the parse is done waits here for it
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    from dbt.cli.main import dbtRunner
+
+    parsed = dbtRunner().invoke(["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                                 str(DBT_PROJECT_DIR), "--target-path", target, *_QUIET])
+    runner = dbtRunner(manifest=parsed.result) if parsed.success else None
+    quiet = os.dup(1)  # /dev/null: the worker's own descriptors, restored after each build
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            fds: list[int] = []
+            try:
+                _, fds, _, _ = socket.recv_fds(conn, 1, 2)
+                request: dict[str, Any] | None = json.loads(conn.makefile("r").readline())
+            except (OSError, ValueError):
+                request = None
+            if runner is None or request is None or len(fds) != 2:
+                for fd in fds:  # the caller's stdout: its reader waits for every copy to close
+                    os.close(fd)
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"declined\n")
+                continue
+            for fd, into in zip(fds, (1, 2), strict=True):
+                os.dup2(fd, into)
+                os.close(fd)
+            os.environ.clear()
+            os.environ.update(request["env"])  # dbt reads DbtCliResource's flags (DBT_...) from it
+            os.chdir(request["cwd"])
+            conn.sendall(b"accepted\n")
+            try:
+                result = runner.invoke(request["args"])
+            finally:  # dbt-duckdb keeps the file open until the process ends otherwise
+                DuckDBConnectionManager.close_all_connections()
+            if result.exception is not None:
+                print(f"Encountered an error:\n{result.exception}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            # dbt's own exit codes: 0 success, 1 a failed node, 2 an error
+            conn.sendall(b"0\n" if result.success else b"2\n" if result.exception is not None else b"1\n")
+
+
+def _exit_when_the_run_ends(socket_dir: Path) -> None:
+    sys.stdin.buffer.read()  # returns at EOF: the run closed it, or ended
+    shutil.rmtree(socket_dir, ignore_errors=True)
+    os._exit(0)  # mid-build too: the build's caller then reports that the worker ended
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], sys.argv[2])

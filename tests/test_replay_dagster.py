@@ -56,14 +56,21 @@ def run_replay(db: Path, source: str, cache: Path, start: dt.date, end: dt.date,
             "dbt": dbt_resource(),
         },
     )
-    return defs.resolve_job_def("replay").execute_in_process(
-        instance=DagsterInstance.ephemeral(),
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("replay").execute_in_process(
+        instance=instance,
         raise_on_error=False,
         asset_selection=selection or (None if with_dbt else REPLAY_ONLY),
         run_config=run_config,
         tags={"dagster/asset_partition_range_start": start.isoformat(),
               "dagster/asset_partition_range_end": end.isoformat()},
     )
+    LOG_MESSAGES[result.run_id] = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    return result
+
+
+# Each run's log messages (the steps' context.log lines among them), by run id.
+LOG_MESSAGES: dict[str, list[str]] = {}
 
 
 def content(store: Store, table: str, day: dt.date, mode: str = "replay") -> pl.DataFrame:
@@ -198,6 +205,13 @@ def test_a_subset_of_the_dbt_models_builds_only_those_models_and_their_tests(rep
     assert len(checks) == 4
 
 
+def test_the_dbt_step_builds_in_the_dbt_worker_the_replay_step_started(replayed):
+    first, second, _, _, _ = replayed
+    for result in (first, second):
+        assert any(m.startswith("dbt build: 1 build(s), one for the whole selection, in the dbt worker started "
+                                "with the run") for m in LOG_MESSAGES[result.run_id])
+
+
 def test_inside_a_live_window_each_dbt_model_is_built_by_a_dbt_invocation_of_its_own(replayed, tmp_path,
                                                                                      monkeypatch):
     first, _, store, _, tmp = replayed
@@ -217,6 +231,9 @@ def test_inside_a_live_window_each_dbt_model_is_built_by_a_dbt_invocation_of_its
                    for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
     assert set(invocations) == set(selected)
     assert len(set(invocations.values())) == len(invocations)
+    # no replay step in this run, so no dbt worker: each build is a dbt process of its own
+    assert any(m.startswith("dbt build: 3 build(s), one per model") and ", in new dbt processes;" in m
+               for m in LOG_MESSAGES[result.run_id])
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     expected = {k for k in dbt_pnl_models.check_keys if k.asset_key in selected}
     assert any(k.name.startswith("relationships_stg_executions") for k in expected)

@@ -1,0 +1,131 @@
+"""The warm dbt worker (`alphagen_dagster/dbt_executable.py`): a build handed to it through
+`alphagen-dbt`, as DbtCliResource runs it, gives what dbt's own process gives (the nodes and
+their results, the marts, the exit code), and the worker never outlives the process that
+started it. dbt's JSON log lines carry the pid of the process that ran dbt: the worker's, or
+the `alphagen-dbt` process's own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from alphagen_core.persistence.store import RowMeta, Store
+from alphagen_dagster.dbt import run_dbt
+from alphagen_dagster.dbt_executable import WORKER_VARIABLE, WarmDbt
+from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
+
+pytestmark = pytest.mark.integration
+
+
+def build(db: Path, target: Path, worker: WarmDbt | None = None) -> tuple[int, dict[str, str], set[int]]:
+    """`dbt build` through DbtCliResource: its exit code, each node's status, and the pids that
+    logged."""
+    previous = os.environ.pop(WORKER_VARIABLE, None)
+    if worker is not None:
+        os.environ[WORKER_VARIABLE] = str(worker.socket_path)
+    try:
+        invocation = run_dbt(["build", "--exclude-resource-type", "unit_test"], db, target, raise_on_error=False)
+        events = [event.raw_event for event in invocation.stream_raw_events()]
+    finally:
+        os.environ.pop(WORKER_VARIABLE, None)
+        if previous is not None:
+            os.environ[WORKER_VARIABLE] = previous
+    results = {e["data"]["node_info"]["unique_id"]: e["data"]["node_info"]["node_status"]
+               for e in events if e["info"]["name"] in ("LogModelResult", "LogTestResult")}
+    return invocation.process.returncode, results, {e["info"]["pid"] for e in events}
+
+
+def twin_files(tmp_path: Path, broken: bool = False) -> tuple[Path, Path]:
+    """Two DuckDB files with the same rows (with an execution whose intent is missing, if broken)."""
+    first = tmp_path / "a.duckdb"
+    store = Store(first)
+    write_good_data(store)
+    if broken:
+        orphan = execution("orphan-e1", "no-such-intent", "p4", at(DAY2, 11, 0), CALL,
+                           "SELL_TO_OPEN", "CANCELED", 1, None, 0.0, 0.0)  # fmt: skip
+        store.write({"executions": [orphan]}, RowMeta("replay", DAY2, V_NEW, "run-day2"))
+    second = tmp_path / "b.duckdb"
+    shutil.copy(first, second)
+    return first.resolve(), second.resolve()
+
+
+def marts(db: Path) -> dict[str, list[dict]]:
+    return {t: read(str(db), f"SELECT * FROM {t} ORDER BY ALL") for t in ("daily_pnl", "trades", "performance_summary")}
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["passing", "a failing test"])
+def test_a_build_in_the_worker_equals_dbts_own(tmp_path: Path, broken: bool):
+    in_worker, by_dbt = twin_files(tmp_path, broken)
+    target = tmp_path / "target"
+    worker = WarmDbt(in_worker, target)
+    try:
+        code, results, pids = build(in_worker, target, worker)
+    finally:
+        worker.close()
+    own_code, own_results, own_pids = build(by_dbt, tmp_path / "own-target")
+    assert pids == {worker.pid} and worker.pid not in own_pids  # the worker ran it; dbt's own process the other
+    assert (code, results) == (own_code, own_results)
+    assert code == (1 if broken else 0) and len(results) > 20
+    assert ("fail" in results.values()) == broken
+    if not broken:
+        assert marts(in_worker) == marts(by_dbt) and marts(in_worker)["daily_pnl"]
+
+
+def test_a_worker_whose_parse_failed_declines_and_dbt_runs_itself(tmp_path: Path):
+    db, _ = twin_files(tmp_path)
+    worker = WarmDbt(Path("relative/alphagen.duckdb"), tmp_path / "target")  # the profile refuses it: no parse
+    try:
+        code, results, pids = build(db, tmp_path / "target", worker)
+    finally:
+        worker.close()
+    assert code == 0 and results and worker.pid not in pids
+
+
+STARTER = """
+import sys, time
+from pathlib import Path
+from alphagen_dagster.dbt_executable import WarmDbt
+worker = WarmDbt(Path(sys.argv[1]), Path(sys.argv[2]))
+print(worker.pid, worker.socket_path, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def test_the_worker_ends_with_the_process_that_started_it(tmp_path: Path):
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(tmp_path / "x.duckdb"), str(tmp_path / "target")],
+                               stdout=subprocess.PIPE, text=True)
+    pid, socket_path = starter.stdout.readline().split()
+    deadline = time.monotonic() + 60
+    while not Path(socket_path).exists():  # it is listening
+        assert time.monotonic() < deadline and _alive(int(pid)), "the worker never listened"
+        time.sleep(0.05)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 30
+    while _alive(int(pid)):
+        assert time.monotonic() < deadline, "the worker outlived the process that started it"
+        time.sleep(0.05)
+    assert not Path(socket_path).parent.exists()
+
+
+def test_alphagen_dbt_answers_the_version_without_dbt():
+    done = subprocess.run([str(Path(sys.executable).with_name("alphagen-dbt")), "--version"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.startswith(f"Core:\n  - installed: {version('dbt-core')}\n")
