@@ -311,8 +311,12 @@ class _OnFirstWrite:
             self._started = True
             self._stack.callback(self._release)
             if self._charts:
+                # Chart workers ignore Ctrl-C: the terminal sends it to the whole process group, and
+                # the replay decides how to stop (they exit with it). The initializer is a builtin:
+                # one of this module's would have the worker import Dagster and dbt.
                 self.renderer = self._stack.enter_context(ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_signals_to_the_replay))
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
+                    initargs=(signal.SIGINT, signal.SIG_IGN)))
         live = live_session_at(self._clock.now()) is not None
         if live:
             self._release()
@@ -325,12 +329,6 @@ class _OnFirstWrite:
         if self._held is not None:
             self._held.close()
             self._held = None
-
-
-def _leave_signals_to_the_replay() -> None:
-    """Chart workers ignore Ctrl-C: the terminal sends it to the whole process group, and the
-    replay decides how to stop (they exit with it)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _failure_list(headline: str, failures: dict[dt.date, str]) -> str:
