@@ -37,7 +37,12 @@ from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import Store
-from alphagen_dagster.dbt_executable import WORKER_VARIABLE, WarmDbt
+from alphagen_dagster.dbt_executable import (
+    DBT_PROJECT_DIR,
+    DUCKDB_PATH_VARIABLE,
+    WORKER_VARIABLE,
+    WarmDbt,
+)
 from alphagen_dagster.report import (
     PERFORMANCE_PNG,
     Selection,
@@ -47,13 +52,9 @@ from alphagen_dagster.report import (
 )
 from alphagen_dagster.resources import SettingsResource, StoreResource
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
 # Set by the replay step on a run some of whose days failed: the dbt step still builds the
 # marts (so they match the days that landed), then fails the run.
 FAILED_DAYS_TAG = "alphagen/failed_days"
-# The profile reads the DuckDB file from this variable, and DbtCliResource hands dbt this
-# process's environment.
-DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
 # Parsing never opens the file, but the profile wants an absolute path; its name is the
 # database the manifest gives each table (`dagster/table_name`): the default file's.
 PARSE_DUCKDB_PATH = "/tmp/alphagen-dbt-parse/alphagen.duckdb"

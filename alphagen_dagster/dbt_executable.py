@@ -37,6 +37,8 @@ from typing import Any
 # Set, while the dbt step runs dbt, to the socket of the worker the run started.
 WORKER_VARIABLE = "ALPHAGEN_DBT_WORKER"
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
+# The profile reads the DuckDB file from this variable (an absolute path).
+DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
 _QUIET = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
 
 
@@ -90,7 +92,7 @@ class WarmDbt:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", __name__, str(self.socket_path), str(target)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=DBT_PROJECT_DIR,
-            env={**os.environ, "ALPHAGEN_DUCKDB_PATH": str(db_path)},  # the profile reads it (absolute)
+            env={**os.environ, DUCKDB_PATH_VARIABLE: str(db_path)},
             # Not in the terminal's process group: Ctrl-C is the replay's to handle (it stops at
             # a day boundary and still builds the marts).
             start_new_session=True,
@@ -127,38 +129,44 @@ def _serve(socket_path: str, target: str) -> None:
     quiet = os.dup(1)  # /dev/null: the worker's own descriptors, restored after each build
     while True:
         conn, _ = server.accept()
-        with conn:
-            fds: list[int] = []
-            try:
-                _, fds, _, _ = socket.recv_fds(conn, 1, 2)
-                request: dict[str, Any] | None = json.loads(conn.makefile("r").readline())
-            except (OSError, ValueError):
-                request = None
-            if runner is None or request is None or len(fds) != 2:
-                for fd in fds:  # the caller's stdout: its reader waits for every copy to close
-                    os.close(fd)
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"declined\n")
-                continue
-            for fd, into in zip(fds, (1, 2), strict=True):
-                os.dup2(fd, into)
-                os.close(fd)
-            os.environ.clear()
-            os.environ.update(request["env"])  # dbt reads DbtCliResource's flags (DBT_...) from it
-            os.chdir(request["cwd"])
-            conn.sendall(b"accepted\n")
-            try:
-                result = runner.invoke(request["args"])
-            finally:  # dbt-duckdb keeps the file open until the process ends otherwise
-                DuckDBConnectionManager.close_all_connections()
-            if result.exception is not None:
-                print(f"Encountered an error:\n{result.exception}", file=sys.stderr)
+        with conn, contextlib.suppress(OSError):  # a caller that went away: wait for the next
+            _serve_one(conn, runner, quiet, DuckDBConnectionManager.close_all_connections)
+
+
+def _serve_one(conn: socket.socket, runner: Any, quiet: int, release_file: Any) -> None:
+    fds: list[int] = []
+    try:
+        _, fds, _, _ = socket.recv_fds(conn, 1, 2)
+        request: dict[str, Any] | None = json.loads(conn.makefile("r").readline())
+    except ValueError:
+        request = None
+    if runner is None or request is None or len(fds) != 2:
+        for fd in fds:  # the caller's stdout: its reader waits for every copy to close
+            os.close(fd)
+        conn.sendall(b"declined\n")
+        return
+    for fd, into in zip(fds, (1, 2), strict=True):
+        os.dup2(fd, into)
+        os.close(fd)
+    try:
+        os.environ.clear()
+        os.environ.update(request["env"])  # dbt reads DbtCliResource's flags (DBT_...) from it
+        os.chdir(request["cwd"])
+        conn.sendall(b"accepted\n")
+        try:
+            result = runner.invoke(request["args"])
+        finally:  # dbt-duckdb keeps the file open until the process ends otherwise
+            release_file()
+        if result.exception is not None:
+            print(f"Encountered an error:\n{result.exception or type(result.exception).__name__}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(OSError):
             sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(quiet, 1)
-            os.dup2(quiet, 2)
-            # dbt's own exit codes: 0 success, 1 a failed node, 2 an error
-            conn.sendall(b"0\n" if result.success else b"2\n" if result.exception is not None else b"1\n")
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+    # dbt's own exit codes: 0 success, 1 a failed node, 2 an error
+    conn.sendall(b"0\n" if result.success else b"2\n" if result.exception is not None else b"1\n")
 
 
 def _exit_when_the_run_ends(socket_dir: Path) -> None:

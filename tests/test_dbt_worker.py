@@ -6,6 +6,7 @@ the `alphagen-dbt` process's own."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import pytest
 
 from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_dagster.dbt import run_dbt
-from alphagen_dagster.dbt_executable import WORKER_VARIABLE, WarmDbt
+from alphagen_dagster.dbt_executable import DBT_PROJECT_DIR, WORKER_VARIABLE, WarmDbt
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,30 @@ def test_a_worker_whose_parse_failed_declines_and_dbt_runs_itself(tmp_path: Path
     finally:
         worker.close()
     assert code == 0 and results and worker.pid not in pids
+
+
+def test_a_build_interrupted_by_ctrl_c_leaves_the_worker_building_again_and_the_file_free(tmp_path: Path):
+    """(dbt's own process, sent SIGINT as its first node starts, may end 0 or 2: only what
+    follows is checked.)"""
+    db, _ = twin_files(tmp_path)
+    target = tmp_path / "target"
+    worker = WarmDbt(db, target)
+    env = {**os.environ, WORKER_VARIABLE: str(worker.socket_path), "ALPHAGEN_DUCKDB_PATH": str(db),
+           "DBT_LOG_FORMAT": "json", "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR), "DBT_TARGET_PATH": str(target)}
+    command = [str(Path(sys.executable).with_name("alphagen-dbt")), "build", "--exclude-resource-type", "unit_test"]
+    try:
+        interrupted = subprocess.Popen(command, cwd=DBT_PROJECT_DIR, env=env, stdout=subprocess.PIPE, text=True)
+        for line in interrupted.stdout:  # the build has begun: its first node started
+            if json.loads(line)["info"]["name"] == "NodeStart":
+                break
+        interrupted.send_signal(signal.SIGINT)
+        interrupted.communicate(timeout=120)
+        again = subprocess.run(command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120)
+        pids = {json.loads(line)["info"]["pid"] for line in again.stdout.splitlines()}
+    finally:
+        worker.close()
+    assert again.returncode == 0 and pids == {worker.pid}
+    assert read(str(db), "SELECT count(*) AS n FROM daily_pnl")[0]["n"] > 0  # and the file is free
 
 
 STARTER = """
