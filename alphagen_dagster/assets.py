@@ -188,7 +188,7 @@ def _replay_days(context: AssetExecutionContext, config: ReplayConfig, store: St
     progress = _Progress(context, len(days) * len(variants))
     summaries: list[dict[str, object]] = []
     failures: dict[dt.date, str] = {}
-    checks = CheckTally(variants[0].strategy.flatten_before_close)
+    checks = CheckTally()
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())

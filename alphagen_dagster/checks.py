@@ -59,16 +59,15 @@ CHECK_SPECS = [
 class CheckTally:
     """Each check's problems, day by day, so a range keeps no day's rows in memory."""
 
-    def __init__(self, flatten: dt.timedelta) -> None:
-        self.flatten = flatten
+    def __init__(self) -> None:
         self.days = 0
         self.problems: dict[tuple[str, str], dict[str, str]] = {key: {} for key in CHECKS}
 
-    def add(self, day: dt.date, run: SessionRun, flatten: dt.timedelta | None = None, label: str = "") -> None:
-        """`flatten`, `label`: a sweep's variant's own flatten time and its name."""
+    def add(self, day: dt.date, run: SessionRun, flatten: dt.timedelta, label: str = "") -> None:
+        """`flatten`: the day's variant's flatten time; `label`: its name, in a sweep."""
         self.days += 1
         for key, (fn, _, _) in CHECKS.items():
-            if problem := fn(day, run, flatten or self.flatten):
+            if problem := fn(day, run, flatten):
                 self.problems[key][f"{day}{label}"] = problem
 
     def results(self):
