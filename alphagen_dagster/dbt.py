@@ -105,7 +105,8 @@ def start_warm_dbt(cfg: Settings, db_path: Path) -> None:
     (`dbt_executable.py`): it imports dbt and parses the project while the days replay."""
     key = _worker_key(cfg, db_path)
     if key not in _warm:
-        _warm[key] = WarmDbt(*key)
+        with contextlib.suppress(OSError):  # no temp folder or process for it: dbt starts as usual
+            _warm[key] = WarmDbt(*key)
 
 
 def stop_warm_dbt(cfg: Settings, db_path: Path) -> None:

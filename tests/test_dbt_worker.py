@@ -12,14 +12,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import RowMeta, Store
-from alphagen_dagster.dbt import run_dbt
+from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
 from alphagen_dagster.dbt_executable import DBT_PROJECT_DIR, WORKER_VARIABLE, WarmDbt
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
@@ -112,6 +114,14 @@ def test_a_build_interrupted_by_ctrl_c_leaves_the_worker_building_again_and_the_
         worker.close()
     assert again.returncode == 0 and pids == {worker.pid}
     assert read(str(db), "SELECT count(*) AS n FROM daily_pnl")[0]["n"] > 0  # and the file is free
+
+
+def test_without_a_temp_folder_for_its_socket_the_build_starts_dbt_as_usual(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    cfg = Settings(alphagen_cache_dir=tmp_path / "cache")
+    start_warm_dbt(cfg, tmp_path / "x.duckdb")  # does not raise
+    with warm_dbt_builds(cfg, tmp_path / "x.duckdb") as warm:
+        assert warm is False
 
 
 STARTER = """
