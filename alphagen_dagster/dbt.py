@@ -71,10 +71,24 @@ PERFORMANCE_SUMMARY = AssetKey("performance_summary")
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
+class DbtCliWithoutAdapter(DbtCliResource):
+    """DbtCliResource, less the dbt adapter its `cli` opens in this process before each run.
+
+    dagster-dbt opens it only for `fetch_row_counts` and `fetch_column_metadata`, which nothing
+    here calls, and opening it parses every dbt macro. This overrides a private method of
+    dagster-dbt (ARCHITECTURE.md, "dbt through dagster-dbt": the gain and the upgrade risk);
+    `tests/test_dbt_pnl.py` compares a build's events with the library's own resource and fails
+    if the method is gone."""
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
+        return None
+
+
 def dbt_resource() -> DbtCliResource:
     """The venv's dbt, whether or not the venv is on PATH, behind `alphagen-dbt`
     (`dbt_executable.py`: it answers the resource's `dbt --version` without starting dbt)."""
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name("alphagen-dbt")))
+    return DbtCliWithoutAdapter(project_dir=dbt_project,
+                                dbt_executable=str(Path(sys.executable).with_name("alphagen-dbt")))
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
-"""`DbtCliResource.cli` with dbt itself against `alphagen-dbt` as its executable, in turns: the
-time until dbt starts (the resource's `dbt --version` and dbt's adapter in this process) and
-until the build ends, on a DuckDB file that has the tables (e.g. the demo's).
+"""`DbtCliResource.cli` with dbt itself against `alphagen-dbt` as its executable, and the step's
+own resource (`alphagen-dbt`, without dbt's adapter in this process), in turns: the time until
+dbt starts (the resource's `dbt --version` and the adapter) and until the build ends, on a
+DuckDB file that has the tables (e.g. the demo's).
 
     .venv/bin/python benchmarks/bench_dbt_executable.py data/alphagen.duckdb [--runs 3]
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource
 
-from alphagen_dagster.dbt import BUILD, dbt_project, duckdb_path_for_dbt
+from alphagen_dagster.dbt import BUILD, dbt_project, dbt_resource, duckdb_path_for_dbt
 
 
 def main() -> None:
@@ -26,9 +27,9 @@ def main() -> None:
     print("| run | executable | until dbt starts | until the build ends |\n|---:|---|---:|---:|")
     with tempfile.TemporaryDirectory() as target, duckdb_path_for_dbt(args.db):
         for run in range(args.runs):
-            for executable in ("dbt", "alphagen-dbt"):
-                resource = DbtCliResource(project_dir=dbt_project,
-                                          dbt_executable=str(Path(sys.executable).with_name(executable)))
+            for executable, resource in (*((name, DbtCliResource(
+                    project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name(name))))
+                    for name in ("dbt", "alphagen-dbt")), ("alphagen-dbt, no adapter", dbt_resource())):
                 started = time.monotonic()
                 invocation = resource.cli(list(BUILD), target_path=Path(target))
                 dbt_started = time.monotonic()

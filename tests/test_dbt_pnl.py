@@ -16,6 +16,7 @@ Every run sends target/ and logs to the tmp dir; the test checks that dbt_pnl/ i
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import math
 import shutil
 import statistics
@@ -27,11 +28,17 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from dagster_dbt import DbtCliInvocation
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_core.persistence.tables import TABLES
-from alphagen_dagster.dbt import DBT_PROJECT_DIR, dbt_resource, run_dbt
+from alphagen_dagster.dbt import (
+    DBT_PROJECT_DIR,
+    dbt_project,
+    dbt_resource,
+    manifest,
+    run_dbt,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -449,7 +456,7 @@ def test_relative_database_path_is_refused(tmp_path: Path, monkeypatch):
 
 
 def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trades(built):
-    """SPEC §7 recomputed here from the marts it is built on; dbt's unit tests (hand-made rows,
+    """The performance figures recomputed here from the marts it is built on; dbt's unit tests (hand-made rows,
     edge cases) ran in the same build."""
     db_path, run = built
     for unit_test in ("equity_curve_peaks_from_zero_and_draws_down", "performance_summary_formulas",
@@ -469,7 +476,7 @@ def test_performance_summary_and_equity_curve_recompute_from_daily_pnl_and_trade
 
 
 def recomputed_summary(daily: list[dict], trades: list[dict]) -> tuple[list[tuple[float, float, float]], dict]:
-    """SPEC §7 by hand for one (mode, variant): its equity curve (cumulative, peak, drawdown) and
+    """The performance figures by hand for one (mode, variant): its equity curve (cumulative, peak, drawdown) and
     the performance_summary figures, from its daily_pnl rows (in date order) and trades rows."""
     d = [float(r["realized_pnl"]) for r in daily]
     t = [float(r["pnl"]) for r in trades]
@@ -515,3 +522,33 @@ def test_the_reports_range_over_every_session_equals_the_marts_to_the_cent(built
     assert ranged.summary.height == 2 and ranged.summary.equals(marts.summary)  # replay and paper
     assert ranged.curves.equals(marts.curves)
     assert marts.summary.equals(store.query("SELECT * FROM performance_summary ORDER BY mode, variant"))
+
+
+def _events(invocation: DbtCliInvocation) -> list[tuple]:
+    """A build's results as dagster-dbt streams them, less what differs from run to run."""
+    out = []
+    for event in invocation.stream():
+        name = (event.asset_key.to_user_string(), getattr(event, "check_name", None))
+        passed = getattr(event, "passed", None)
+        keys = sorted(k for k in event.metadata if k not in ("Execution Duration", "unique_id", "invocation_id"))
+        out.append((type(event).__name__, name, passed, keys))
+    return sorted(out, key=repr)
+
+
+def test_the_resource_without_the_adapter_streams_what_dagster_dbts_own_resource_does(built, tmp_path, monkeypatch):
+    """`DbtCliWithoutAdapter` overrides a private method of dagster-dbt: the same build through
+    it and through `DbtCliResource` streams the same materializations and check results; only
+    the library's own opened dbt's adapter. If dagster-dbt renames the method, this fails."""
+    library = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_resource().dbt_executable)
+    assert list(inspect.signature(DbtCliResource._initialize_dbt_core_adapter).parameters) == ["self", "args"]
+    monkeypatch.setenv("ALPHAGEN_DUCKDB_PATH", built[0])
+    args = ["build", "--select", "stg_executions+", "--exclude-resource-type", "unit_test"]
+    invocations, streamed = {}, {}
+    for kind, resource in (("library", library), ("ours", dbt_resource())):  # one at a time: one file
+        invocations[kind] = resource.cli(args, manifest=manifest, target_path=tmp_path / kind, raise_on_error=False)
+        streamed[kind] = _events(invocations[kind])
+    assert invocations["library"].adapter is not None and invocations["ours"].adapter is None
+    assert {invocation.process.returncode for invocation in invocations.values()} == {0}
+    assert streamed["ours"] == streamed["library"]
+    kinds = {event[0] for event in streamed["ours"]}
+    assert kinds == {"AssetMaterialization", "AssetCheckEvaluation"} and len(streamed["ours"]) > 10

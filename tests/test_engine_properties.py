@@ -1,4 +1,4 @@
-"""Property tests of the engine over random sessions (SPEC §1).
+"""Property tests of the engine over random sessions (the spec's strategy rules).
 
 Each example is a whole NYSE session (a normal 16:00 close or a 13:00 early close, from the
 real calendar) of random one-minute QQQ bars: a Gaussian random walk of closes with random

@@ -1,4 +1,4 @@
-"""The live gate (SPEC §4) over every combination of the settings that choose a route, and the
+"""The live gate (the spec's safety rules) over every combination of the settings that choose a route, and the
 service refusing an inconsistent one before it starts anything."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _settings(mode, broker, paper, confirmation, url) -> Settings:
 
 
 def _spec(mode, broker, paper, confirmation, url) -> Route | None:
-    """SPEC §4 as a table: the route, or None where the settings must be refused."""
+    """The safety rules' gate as a table: the route, or None where the settings must be refused."""
     if mode is Mode.REPLAY:
         return Route(Mode.REPLAY, "paper")
     if mode is Mode.LIVE:

@@ -1,4 +1,4 @@
-"""Replaying history from before QQQ had daily expirations (SPEC §1: "If the session date has no
+"""Replaying history from before QQQ had daily expirations (the spec: "If the session date has no
 listed expiry, use the nearest later expiry and record it").
 
 2016-03-08 is a Tuesday: QQQ then listed Friday expiries only, so the nearest chain expires

@@ -161,7 +161,7 @@ def test_a_day_without_a_crossover_replays_and_the_marts_are_built(quiet_day_rep
     assert rows[str(FLAT)] == (0, 0.0)
     assert rows[str(A)][0] > 0 and rows[str(B)][0] > 0
     assert cli.query("SELECT count(*) FROM daily_pnl WHERE trade_date BETWEEN ? AND ?", [FLAT, B]) == [(3,)]
-    # the quiet day counts as a session with 0 in the performance summary (SPEC §7): every
+    # the quiet day counts as a session with 0 in the performance summary (the spec): every
     # replayed day (the week of 2016 too) is a session
     code, stats = cli.run("report", "--stats", timeout=60)
     assert code == 0, stats

@@ -1,4 +1,4 @@
-"""The engine's risk controls of SPEC §6 (the same engine in replay and in the minute runs):
+"""The engine's risk controls, as the spec lists them (the same engine in replay and in the minute runs):
 the daily loss limit on realized plus unrealized P/L, the cap on entries, price sanity.
 
 Paths and prices as in tests/test_strategy_rules.py: UP sells the 102 put at 1.95 (decided

@@ -35,7 +35,7 @@ def settings_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     return str(exc.value)
 
 
-# ---- defaults (SPEC §5) --------------------------------------------------------------------
+# ---- defaults (the spec's configuration) -----------------------------------------------------
 
 
 def test_defaults_match_the_spec() -> None:

@@ -1,4 +1,4 @@
-"""The append-only DuckDB store (SPEC §2, §3 "DuckDB admits one writing process"), on real
+"""The append-only DuckDB store (the spec's tables and "DuckDB admits one writing process"), on real
 DuckDB files in tmp_path, plus a static check that no code anywhere changes or removes rows.
 
 Versions here look like the replay versions alphagen_dagster writes (creation time, then the
@@ -37,7 +37,7 @@ NY = ZoneInfo("America/New_York")
 V1 = "20240301T120000000000-aaaaaaaa"
 V2 = "20240302T090000000000-bbbbbbbb"
 
-SPEC_TABLES = {  # table -> key fields SPEC §2 names (at least)
+SPEC_TABLES = {  # table -> key fields the spec's table list names (at least)
     "equity_bars": {"est_timestamp", "open", "high", "low", "close", "volume", "bar_vwap", "day_vwap"},
     "option_quotes": {"est_timestamp", "option_symbol", "strike", "right", "expiry", "bid", "ask", "last"},
     "broker_positions": {"est_timestamp", "symbol", "quantity", "avg_price"},

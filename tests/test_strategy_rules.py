@@ -1,4 +1,4 @@
-"""One test per rule of SPEC §1 (and the bad-input rules of §4 the engine applies).
+"""One test per strategy rule of the spec (and the bad-input safety rules the engine applies).
 
 Sessions are real NYSE sessions from alphagen_core.domain.calendar: 2024-02-12 (a Monday, 09:30 to
 16:00) and 2024-11-29 (the day after Thanksgiving, an early close at 13:00). Bars start at the
@@ -656,7 +656,7 @@ def test_round_trip_pnl_formula():
     assert outs[13].position.realized_pnl == -FEE
 
 
-# ---- bad input (SPEC §4) ---------------------------------------------------------------
+# ---- bad input (the spec's safety rules) ---------------------------------------------------------------
 
 
 def test_crossed_or_zero_quotes_rejected_with_reason():

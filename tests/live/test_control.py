@@ -1,4 +1,4 @@
-"""The trading state of SPEC §6: `alphagen halt|flatten|resume` write control_events; a running
+"""The trading state: `alphagen halt|flatten|resume` write control_events; a running
 session trader obeys within 2 s and a relaunched one on start; the engine opens nothing while
 halted. Real DuckDB file, the paper execution client, a real `alphagen` process."""
 
@@ -108,7 +108,7 @@ def test_the_engine_opens_nothing_while_halted():
     assert signal.drop_reason == "halted"
 
 
-# ---- broker truth (SPEC §6): the Schwab stand-in over real sockets -------------------------------
+# ---- broker truth: the Schwab stand-in over real sockets ------------------------------------
 
 
 def _schwab_trader(tmp_path, standin, clock, **settings):
