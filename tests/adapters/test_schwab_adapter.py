@@ -614,7 +614,6 @@ def test_secrets_never_reach_logs_output_or_errors(tmp_path: Path, caplog, capsy
             with pytest.raises(Exception) as info:
                 failing()
             errors.append(info.value)
-    events_b: list = []
     with structlog.testing.capture_logs() as events_b:
         with pytest.raises(SchwabAuthError) as info:
             SchwabSession(config.with_(token_path=tmp_path / "missing.json"))
