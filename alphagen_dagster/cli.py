@@ -132,8 +132,8 @@ def run_replay(start: dt.date, end: dt.date, source: str | None = None, step_con
     click.echo(f"replaying {len(days)} trading day(s) {days[0]} .. {days[-1]} in one Dagster run")
     started = time.perf_counter()
     # Dagster's own opt-in: one "materialization planned" event per asset for this range run
-    # instead of one per asset and day (19 instead of 380 event-log writes for 20 days, ~3 s
-    # on this machine's SQLite). The trade-off Dagster names: if the run fails, the UI marks
+    # instead of one per asset and day (19 instead of 380 event-log writes for 20 days;
+    # BENCHMARKS.md, "Year replay"). The trade-off Dagster names: if the run fails, the UI marks
     # the run failed but not each of its days' partitions (tables and P/L are unaffected).
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
     from alphagen_dagster.definitions import defs

@@ -76,7 +76,7 @@ class DbtCliWithoutAdapter(DbtCliResource):
 
     dagster-dbt opens it only for `fetch_row_counts` and `fetch_column_metadata`, which nothing
     here calls, and opening it parses every dbt macro. This overrides a private method of
-    dagster-dbt (ARCHITECTURE.md, "dbt through dagster-dbt": the gain and the upgrade risk);
+    dagster-dbt (ARCHITECTURE.md, "dbt's adapter not opened": the gain and the upgrade risk);
     `tests/test_dbt_pnl.py` compares a build's events with the library's own resource and fails
     if the method is gone."""
 

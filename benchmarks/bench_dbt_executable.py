@@ -25,11 +25,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print("| run | executable | until dbt starts | until the build ends |\n|---:|---|---:|---:|")
+    resources = {name: DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name(name)))
+                 for name in ("dbt", "alphagen-dbt")}
+    resources["alphagen-dbt, no adapter (the step's)"] = dbt_resource()
     with tempfile.TemporaryDirectory() as target, duckdb_path_for_dbt(args.db):
         for run in range(args.runs):
-            for executable, resource in (*((name, DbtCliResource(
-                    project_dir=dbt_project, dbt_executable=str(Path(sys.executable).with_name(name))))
-                    for name in ("dbt", "alphagen-dbt")), ("alphagen-dbt, no adapter", dbt_resource())):
+            for executable, resource in resources.items():
                 started = time.monotonic()
                 invocation = resource.cli(list(BUILD), target_path=Path(target))
                 dbt_started = time.monotonic()
