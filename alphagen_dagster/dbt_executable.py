@@ -158,7 +158,7 @@ def _serve_one(conn: socket.socket, runner: Any, quiet: int, release_file: Any) 
         finally:  # dbt-duckdb keeps the file open until the process ends otherwise
             release_file()
         if result.exception is not None:
-            print(f"Encountered an error:\n{result.exception or type(result.exception).__name__}", file=sys.stderr)
+            print(f"Encountered an error:\n{str(result.exception) or type(result.exception).__name__}", file=sys.stderr)
     finally:
         with contextlib.suppress(OSError):
             sys.stdout.flush()

@@ -36,6 +36,7 @@ from alphagen_dagster.dbt import (
     DBT_PROJECT_DIR,
     dbt_project,
     dbt_resource,
+    duckdb_path_for_dbt,
     manifest,
     run_dbt,
 )
@@ -535,18 +536,18 @@ def _events(invocation: DbtCliInvocation) -> list[tuple]:
     return sorted(out, key=repr)
 
 
-def test_the_resource_without_the_adapter_streams_what_dagster_dbts_own_resource_does(built, tmp_path, monkeypatch):
+def test_the_resource_without_the_adapter_streams_what_dagster_dbts_own_resource_does(built, tmp_path):
     """`DbtCliWithoutAdapter` overrides a private method of dagster-dbt: the same build through
     it and through `DbtCliResource` streams the same materializations and check results; only
     the library's own opened dbt's adapter. If dagster-dbt renames the method, this fails."""
     library = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_resource().dbt_executable)
     assert list(inspect.signature(DbtCliResource._initialize_dbt_core_adapter).parameters) == ["self", "args"]
-    monkeypatch.setenv("ALPHAGEN_DUCKDB_PATH", built[0])
     args = ["build", "--select", "stg_executions+", "--exclude-resource-type", "unit_test"]
     invocations, streamed = {}, {}
-    for kind, resource in (("library", library), ("ours", dbt_resource())):  # one at a time: one file
-        invocations[kind] = resource.cli(args, manifest=manifest, target_path=tmp_path / kind, raise_on_error=False)
-        streamed[kind] = _events(invocations[kind])
+    with duckdb_path_for_dbt(built[0]):
+        for kind, resource in (("library", library), ("ours", dbt_resource())):  # one at a time: one file
+            invocations[kind] = resource.cli(args, manifest=manifest, target_path=tmp_path / kind, raise_on_error=False)
+            streamed[kind] = _events(invocations[kind])
     assert invocations["library"].adapter is not None and invocations["ours"].adapter is None
     assert {invocation.process.returncode for invocation in invocations.values()} == {0}
     assert streamed["ours"] == streamed["library"]

@@ -22,7 +22,12 @@ import pytest
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
-from alphagen_dagster.dbt_executable import DBT_PROJECT_DIR, WORKER_VARIABLE, WarmDbt
+from alphagen_dagster.dbt_executable import (
+    DBT_PROJECT_DIR,
+    DUCKDB_PATH_VARIABLE,
+    WORKER_VARIABLE,
+    WarmDbt,
+)
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
 pytestmark = pytest.mark.integration
@@ -98,7 +103,7 @@ def test_a_build_interrupted_by_ctrl_c_leaves_the_worker_building_again_and_the_
     db, _ = twin_files(tmp_path)
     target = tmp_path / "target"
     worker = WarmDbt(db, target)
-    env = {**os.environ, WORKER_VARIABLE: str(worker.socket_path), "ALPHAGEN_DUCKDB_PATH": str(db),
+    env = {**os.environ, WORKER_VARIABLE: str(worker.socket_path), DUCKDB_PATH_VARIABLE: str(db),
            "DBT_LOG_FORMAT": "json", "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR), "DBT_TARGET_PATH": str(target)}
     command = [str(Path(sys.executable).with_name("alphagen-dbt")), "build", "--exclude-resource-type", "unit_test"]
     try:
