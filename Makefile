@@ -24,7 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -c 'from alphagen_dagster.dbt import prepare_manifest; prepare_manifest()'
 	touch $@
 
+# The project's own bytecode, brought up to date each time (only changed modules compile): where
+# PYTHONDONTWRITEBYTECODE is set (as on these machines), Python would otherwise compile them
+# anew in every process: every minute run, CLI command and dbt worker (BENCHMARKS.md, "Bytecode").
 setup: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 alphagen_core alphagen_dagster
 
 demo: setup
 	$(BIN)/alphagen demo
