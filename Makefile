@@ -26,7 +26,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The project's own bytecode, brought up to date each time (only changed modules compile): where
 # PYTHONDONTWRITEBYTECODE is set (as on these machines), Python would otherwise compile them
-# anew in every process: every minute run, CLI command and dbt worker (BENCHMARKS.md, "Bytecode").
+# anew in every process: every minute run, CLI command and dbt worker (BENCHMARKS.md, "the
+# suite's CPU by kind of process").
 setup: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 alphagen_core alphagen_dagster
 
