@@ -34,16 +34,19 @@ from tests.processes import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(900)]
 DAY = dt.date(2024, 12, 12)
-# The sim day decides an entry on the 09:39 bar, reversals with rollovers on the 09:50 and 09:58
-# bars. From 09:36 the service has three simulated minutes (30 s at 6x) to start; faster, a
-# loaded machine starts a minute's run too late for the minute's price.
+# The sim day of seed 18 (with the test's daily loss limit) decides an entry on the 09:39 bar, a
+# reversal with its rollover on the 09:46 bar, the loss-limit exit at 09:50, and a crossover on
+# the 09:53 bar that the limit drops; then it settles. From 09:36 the service has three
+# simulated minutes (30 s at 6x) to start; faster, a loaded machine starts a minute's run too
+# late for the minute's price.
+SEED = 18
 START, SPEED = dt.time(9, 36), 6.0
 BRACKETS = ("stop_loss", "take_profit")
 
 
 def sim_venues(tmp_path: Path) -> SimVenues:
     """The stand-ins on the sim day, on a clock that starts at START."""
-    write_sim_day(DAY, tmp_path / "flatfiles")
+    write_sim_day(DAY, tmp_path / "flatfiles", seed=SEED)
     return SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache",
                      speed=SPEED, start=START)
 
@@ -164,7 +167,7 @@ def test_a_session_killed_twice_recovers_alerts_once_and_matches_the_replay(tmp_
     same price, and every order, fill and the P/L are the replay's.
 
     Each kill is alerted once (a failed run, a lost heartbeat), and /health and /metrics show
-    the relaunched job and the minute runs going on. The service then stops at 10:00 and starts
+    the relaunched job and the minute runs going on. The service then stops at about 09:56 and starts
     again after the close (the catch-up path: it was down at the close), and builds the day's
     marts and sends the session summary by itself."""
     venues = sim_venues(tmp_path)
@@ -176,35 +179,35 @@ def test_a_session_killed_twice_recovers_alerts_once_and_matches_the_replay(tmp_
         env = {**sim_env(tmp_path, venues), "RISK_MAX_DAILY_LOSS": "5000",
                "ALPHAGEN_ALERT_WEBHOOK_URL": receiver.url, "ALPHAGEN_HEALTH_PORT": str(health_port)}
         with service(env, ui=False, log_dir=tmp_path / "logs", health=True):
-            _wait(lambda: any(o.status == "FILLED" for o in venues.schwab.orders), venues, at(dt.time(9, 50)))
+            _wait(lambda: any(o.status == "FILLED" for o in venues.schwab.orders), venues, at(dt.time(9, 45)))
             # the session job's figures reach /metrics within a second or two
             scraped_before = wait_for(
                 lambda: (sc := scrape(health)) and metric(sc[2], "alphagen_orders_sent_total") >= 1 and sc,
-                venues, at(dt.time(9, 50)), "the order in /metrics", every=0.2)
+                venues, at(dt.time(9, 45)), "the order in /metrics", every=0.2)
             first = _kill_session_job(tmp_path)  # a short position is open
             relaunched = wait_for(lambda: (b := read_heartbeat(beats, DAY.isoformat())) and b.run_id != first.run_id
-                                  and b.alive() and b, venues, at(dt.time(9, 56)), "the relaunched job")
+                                  and b.alive() and b, venues, at(dt.time(9, 50)), "the relaunched job")
             wait_for(lambda: receiver.of_run("run_failed", first.run_id)
                      and receiver.of_run("heartbeat_lost", first.run_id),
-                     venues, at(dt.time(9, 56)), "the first kill's alerts", every=0.2)
+                     venues, at(dt.time(9, 50)), "the first kill's alerts", every=0.2)
             # the relaunched job's status, and the minute runs going on
             done = metric(scraped_before[2], "alphagen_minute_runs_total", '{status="success"}')
             scraped_after = wait_for(
                 lambda: (sc := scrape(health))
                 and sc[1].get("session_job", {}).get("status_run_id") == relaunched.run_id
                 and metric(sc[2], "alphagen_minute_runs_total", '{status="success"}') > done and sc,
-                venues, at(dt.time(9, 56)), "the relaunched job and a new minute run in /metrics", every=0.2)
+                venues, at(dt.time(9, 50)), "the relaunched job and a new minute run in /metrics", every=0.2)
             assert len(venues.schwab.orders) < 4, "the loss-limit exit was sent before the relaunch was checked"
-            _wait(lambda: len(venues.schwab.orders) == 4, venues, at(dt.time(9, 58)))  # the loss-limit exit
+            _wait(lambda: len(venues.schwab.orders) == 4, venues, at(dt.time(9, 53)))  # the loss-limit exit
             second = _kill_session_job(tmp_path)  # right after an order was sent
-            _wait(Relaunched(tmp_path, second.pid), venues, at(dt.time(10, 0)))
-            while venues.clock.now() < at(dt.time(10, 0)):  # the 09:58 bar's run is done
+            _wait(Relaunched(tmp_path, second.pid), venues, at(dt.time(9, 55)))
+            while venues.clock.now() < at(dt.time(9, 55)):  # the 09:53 bar's run is done
                 time.sleep(0.5)
             orders = venues.schwab.orders
             positions = venues.schwab.positions()
             wait_for(lambda: receiver.of_run("run_failed", second.run_id)
                      and receiver.of_run("heartbeat_lost", second.run_id),
-                     venues, at(dt.time(10, 6)), "the second kill's alerts", every=0.2)
+                     venues, at(dt.time(10, 1)), "the second kill's alerts", every=0.2)
         # Down at the close; back at 16:31 (the same sim clock's speed, started later): past the
         # live window, so the marts build in one dbt run. (Inside it, each model is a dbt run
         # of its own, about a minute more here; test_replay_dagster.py checks that rule.)
@@ -231,7 +234,7 @@ def test_a_session_killed_twice_recovers_alerts_once_and_matches_the_replay(tmp_
                           "ORDER BY mode, reason")
     assert reasons.rows() == [(m, r) for m in ("paper", "replay") for r in ("daily_loss_limit", "reversal")]
     later = store.query("SELECT mode, drop_reason FROM signals WHERE est_timestamp > ? ORDER BY mode",
-                        [at(dt.time(9, 54))])
+                        [at(dt.time(9, 50))])
     assert later.rows() == [("paper", "daily_loss_limit"), ("replay", "daily_loss_limit")]
     assert all(o["status"] == "FILLED" for o in summary["orders"]) and positions == {}
 
