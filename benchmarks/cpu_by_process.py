@@ -58,10 +58,13 @@ def sample(root: int, seen: dict[tuple[int, str], dict]) -> None:
             if ancestor != root:
                 continue
         try:  # read each time: a process may exec another program (bash -c's last command)
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            cmdline = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
         except OSError:
-            continue
-        seen[key] = {"kind": kind([a for a in cmdline if a]), "cpu": cpu}
+            cmdline = []
+        if cmdline:
+            seen[key] = {"kind": kind(cmdline), "cpu": cpu}
+        elif key in seen:  # exited, not yet reaped: its CPU so far
+            seen[key]["cpu"] = cpu
 
 
 def main() -> None:
@@ -70,12 +73,20 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command: give it after --")
     started = time.monotonic()
-    proc = subprocess.Popen(command)
+    try:
+        proc = subprocess.Popen(command)
+    except OSError as exc:
+        parser.error(f"cannot start {command[0]}: {exc.strerror}")
     seen: dict[tuple[int, str], dict] = {}
-    while proc.poll() is None:
-        sample(proc.pid, seen)
-        time.sleep(0.25)
+    try:
+        while proc.poll() is None:
+            sample(proc.pid, seen)
+            time.sleep(0.25)
+    except KeyboardInterrupt:  # the command got the Ctrl-C too: report what it used until then
+        proc.wait()
     wall = time.monotonic() - started
     by_kind: dict[str, list[float]] = defaultdict(list)
     for process in seen.values():
@@ -84,7 +95,7 @@ def main() -> None:
     print(f"\nexit {proc.returncode}; wall {wall:.0f} s; CPU {total:.0f} s ({total / wall:.2f} cores)")
     print(f"{'CPU s':>8} {'share':>6} {'procs':>6}  kind")
     for name, cpus in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))[:args.top]:
-        print(f"{sum(cpus):8.1f} {sum(cpus) / total:6.1%} {len(cpus):6d}  {name}")
+        print(f"{sum(cpus):8.1f} {sum(cpus) / max(total, 1e-9):6.1%} {len(cpus):6d}  {name}")
     raise SystemExit(proc.returncode)
 
 
