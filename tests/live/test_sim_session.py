@@ -18,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -74,10 +76,20 @@ def live_orders(summary: dict) -> list[tuple[str, str, int, str]]:
     return [(o["action"], o["option_symbol"], o["qty"], o["decided"]) for o in summary["orders"]]
 
 
-def run_replay(env: dict[str, str], workdir: Path) -> None:
+@contextmanager
+def replaying(env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen[str]]:
+    """`alphagen replay` of the day, started now; it must have ended with the block (it is
+    killed if the block fails first)."""
     replay_env = {**env, "ALPHAGEN_MODE": "replay", "DAGSTER_HOME": str(workdir / "replay_home")}
-    subprocess.run([sys.executable, "-m", "alphagen_dagster.cli", "replay", "--start", DAY.isoformat()],
-                   cwd=PROJECT_DIR, env=replay_env, check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen([sys.executable, "-m", "alphagen_dagster.cli", "replay", "--start", DAY.isoformat()],
+                            cwd=PROJECT_DIR, env=replay_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
 
 
 def _kill_session_job(workdir: Path) -> Heartbeat:
@@ -210,20 +222,22 @@ def test_a_session_killed_twice_recovers_alerts_once_and_matches_the_replay(tmp_
                      venues, at(dt.time(10, 1)), "the second kill's alerts", every=0.2)
         # Down at the close; back at 16:31 (the same sim clock's speed, started later): past the
         # live window, so the marts build in one dbt run. (Inside it, each model is a dbt run
-        # of its own, about a minute more here; test_replay_dagster.py checks that rule.)
+        # of its own, about a minute more here; test_replay_dagster.py checks that rule.) The
+        # replay the session is compared with runs meanwhile, as a user's replay might.
         after_close = {**env, "ALPHAGEN_SIM_START": at(dt.time(16, 31)).isoformat(),
                        "ALPHAGEN_SIM_EPOCH": str(time.time())}
-        with service(after_close, ui=False, log_dir=tmp_path / "logs"):
+        with replaying(after_close, tmp_path) as replay, service(after_close, ui=False, log_dir=tmp_path / "logs"):
             deadline = time.monotonic() + 180
             while not receiver.of_kind("session_summary"):
                 assert time.monotonic() < deadline, "no session summary after the close"
                 time.sleep(0.5)
             time.sleep(6)  # a sensor tick or two more: nothing is sent twice
+            replayed, _ = replay.communicate(timeout=300)
+            assert replay.returncode == 0, replayed
         store = Store(env["ALPHAGEN_DUCKDB_PATH"])
         built_after_close = store.query("SELECT * FROM daily_pnl WHERE mode = 'paper' AND trade_date = ?", [DAY])
         summary = summary_of(tmp_path, venues, env, monkeypatch)
     receiver.server.shutdown()
-    run_replay(env, tmp_path)
 
     expected = replay_orders(store)
     assert len(expected) == 4 and live_orders(summary) == expected  # none twice, none missing
