@@ -7,9 +7,8 @@ STAMP := $(VENV)/.installed
 # pytest-xdist workers: much of the suite waits on processes (CLI replays, the Dagster daemon,
 # dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
 # worker (loadfile: its module fixtures are built once), slowest modules first (the order
-# tests/conftest.py gives them; --no-loadscope-reorder keeps it).
-# The simulated sessions run after, one at a time: beside other workers on 2 cores their minute
-# runs start too late for the minute (BENCHMARKS.md, "Test suite").
+# tests/conftest.py gives them; --no-loadscope-reorder keeps it). scripts/test.sh runs the
+# simulated sessions one at a time with only the spare_cpu modules beside them, on idle CPU.
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
@@ -37,8 +36,7 @@ demo: setup
 test: setup
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-postgresql.sh
-	$(PYTEST) -m "not simulated_session"
-	$(BIN)/python -m pytest -m simulated_session
+	TEST_WORKERS=$(TEST_WORKERS) bash scripts/test.sh
 
 test-fast: setup
 	$(PYTEST) -m unit

@@ -30,13 +30,13 @@ LAYERS = ("unit", "integration", "e2e")
 SLOWEST_FIRST = (
     "tests/test_replay_cli.py",
     "tests/test_replay_dagster.py",
-    "tests/live/test_doctor.py",
+    "tests/test_variants.py",
     "tests/test_dbt_pnl.py",
-    "tests/test_engine_properties.py",
+    "tests/test_dbt_worker.py",
+    "tests/live/test_doctor.py",
     "tests/test_postgres_instance.py",
-    "tests/test_event_log_storage.py",
     "tests/test_ui_lineage.py",
-    "tests/test_dbt_process.py",
+    "tests/test_event_log_storage.py",
 )
 
 

@@ -41,7 +41,7 @@ from alphagen_dagster.dbt import (
     run_dbt,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.spare_cpu]
 
 PROJECT = DBT_PROJECT_DIR
 NY = ZoneInfo("America/New_York")

@@ -18,6 +18,7 @@ from alphagen_dagster.dbt import (
     run_dbt,
 )
 
+pytestmark = pytest.mark.spare_cpu
 MODELS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.specs]
 TESTS = [spec.metadata[UNIQUE_ID] for spec in dbt_pnl_models.check_specs]
 NODES = manifest["nodes"]

@@ -40,7 +40,7 @@ from alphagen_core.domain.models import (
 from alphagen_core.domain.risk import RiskConfig
 from tests.builders import HALF_SPREAD, chain
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.spare_cpu]
 
 NORMAL_DAYS = (dt.date(2024, 2, 12), dt.date(2024, 6, 14))  # close 16:00 (EST / EDT)
 EARLY_DAYS = (dt.date(2024, 11, 29), dt.date(2024, 7, 3))  # close 13:00

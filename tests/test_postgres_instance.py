@@ -22,7 +22,7 @@ from alphagen_core.sim.venues import SimVenues
 from alphagen_dagster.instance import PROJECT_DIR, open_instance, storage_kind
 from tests.postgres import PASSWORD, start_postgres
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.spare_cpu, pytest.mark.timeout(180)]
 DAYS = (dt.date(2024, 11, 25), dt.date(2024, 11, 26))
 
 

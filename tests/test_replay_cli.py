@@ -27,7 +27,7 @@ from alphagen_core.adapters.polygon.flatfiles import options_key, stocks_key
 from alphagen_core.sim.sample import generate
 from tests.processes import clean_environ, venv_bin
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.spare_cpu]
 
 ALPHAGEN = venv_bin("alphagen")
 FIRST, LAST = dt.date(2024, 2, 5), dt.date(2024, 2, 16)

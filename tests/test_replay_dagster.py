@@ -27,7 +27,7 @@ from alphagen_dagster.resources import (
     StoreResource,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.spare_cpu]
 
 NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2024, 11, 26)
 REPLAY_ONLY = [AssetKey(t) for t in SOURCES]  # the replay step's assets: the eight and versions

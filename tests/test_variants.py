@@ -15,7 +15,7 @@ from alphagen_core.sim.sample import generate
 from tests.test_dbt_pnl import recomputed_summary, summary_figures
 from tests.test_replay_cli import Cli
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.spare_cpu]
 
 FIRST, LAST = dt.date(2024, 11, 25), dt.date(2024, 11, 27)  # three sessions
 VARIANT, STOP = "stop_1.5", "1.5"  # a tighter stop than base's 2.0

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite, scheduled for a 2-core machine (BENCHMARKS.md, "Test suite").
+#
+# The simulated sessions need the CPU the moment a minute run starts, so they run one at a time
+# at normal priority; on average they leave most of a core idle. The `spare_cpu` modules
+# (replays and dbt builds: long, but no deadline tighter than a minute) run from the start in a
+# cgroup that gets only CPU no other process wants (cgroup v1 `cpu.idle`, else the lowest
+# `cpu.shares`), so they use that idle core without delaying a session; every process they start
+# stays in the cgroup. The rest of the suite, whose tests wait on tight deadlines, runs after
+# the sessions at normal priority. Where no cgroup can be made (no writable cgroup v1 cpu
+# controller, not root), the spare_cpu modules run first instead, one part after another.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTEST=(.venv/bin/python -m pytest)
+XDIST=(-n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder)
+SPARE_TESTS=(-m "spare_cpu and not simulated_session")
+CGROUP=/sys/fs/cgroup/cpu/alphagen-tests-$$
+status=0
+spare=""
+spare_log=""
+
+idle_cgroup() {
+  mkdir "$CGROUP" 2>/dev/null || return 1
+  { echo 1 > "$CGROUP/cpu.idle" || echo 2 > "$CGROUP/cpu.shares"; } 2>/dev/null && return 0
+  rmdir "$CGROUP"
+  return 1
+}
+
+stop_spare() {  # on Ctrl-C or an error: a background job of a script ignores SIGINT
+  if [ -n "$spare" ] && kill -0 "$spare" 2>/dev/null; then
+    kill -TERM "$spare" 2>/dev/null
+    wait "$spare" 2>/dev/null
+  fi
+  rmdir "$CGROUP" 2>/dev/null
+  [ -z "$spare_log" ] || rm -f "$spare_log"
+}
+trap stop_spare EXIT
+trap 'exit 130' INT TERM
+
+if idle_cgroup; then
+  spare_log=$(mktemp)
+  echo "the spare_cpu modules run beside the simulated sessions, in $CGROUP (their output comes last)"
+  ( echo "$BASHPID" > "$CGROUP/cgroup.procs" && exec "${PYTEST[@]}" "${XDIST[@]}" "${SPARE_TESTS[@]}" ) \
+    > "$spare_log" 2>&1 &
+  spare=$!
+else
+  echo "no cgroup for spare CPU here: the spare_cpu modules run first, on their own"
+  "${PYTEST[@]}" "${XDIST[@]}" "${SPARE_TESTS[@]}" || status=1
+fi
+
+"${PYTEST[@]}" -m simulated_session || status=1
+"${PYTEST[@]}" "${XDIST[@]}" -m "not spare_cpu and not simulated_session" || status=1
+
+if [ -n "$spare" ]; then
+  wait "$spare" || status=1
+  spare=""
+  echo "--- the spare_cpu modules:"
+  cat "$spare_log"
+fi
+exit "$status"
