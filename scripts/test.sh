@@ -27,12 +27,19 @@ idle_cgroup() {
   return 1
 }
 
-stop_spare() {  # on Ctrl-C or an error: a background job of a script ignores SIGINT
-  if [ -n "$spare" ] && kill -0 "$spare" 2>/dev/null; then
-    kill -TERM "$spare" 2>/dev/null
+in_cgroup() { cat "$CGROUP/cgroup.procs" 2>/dev/null; }
+
+stop_spare() {  # on exit; after Ctrl-C, everything still in the cgroup (a script's background
+                # job ignores SIGINT, and the tests' replays have sessions of their own)
+  if [ -n "$spare" ]; then
+    # shellcheck disable=SC2046
+    kill -TERM $(in_cgroup) 2>/dev/null
     wait "$spare" 2>/dev/null
   fi
-  rmdir "$CGROUP" 2>/dev/null
+  for _ in $(seq 50); do [ -z "$(in_cgroup)" ] && break; sleep 0.2; done
+  # shellcheck disable=SC2046
+  kill -KILL $(in_cgroup) 2>/dev/null
+  for _ in $(seq 25); do rmdir "$CGROUP" 2>/dev/null && break; [ -d "$CGROUP" ] || break; sleep 0.2; done
   [ -z "$spare_log" ] || rm -f "$spare_log"
 }
 trap stop_spare EXIT
