@@ -28,6 +28,7 @@ from tests.processes import clean_environ, free_port, venv_bin
 LAYERS = ("unit", "integration", "e2e")
 # The modules that take longest, longest first (their figures: BENCHMARKS.md, "Test suite").
 SLOWEST_FIRST = (
+    "tests/test_replay_cli_failures.py",
     "tests/test_replay_cli.py",
     "tests/test_replay_dagster.py",
     "tests/test_variants.py",
