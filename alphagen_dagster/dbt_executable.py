@@ -7,7 +7,8 @@ builds to.
   by importing its whole CLI and asking PyPI for the latest release. The answer here has the
   same form (`Core: - installed: X.Y.Z`), from the same installed dbt-core.
 - `build ...`, when the run started a warm worker (`WORKER_VARIABLE` names its socket), is run
-  by that worker; when there is none, or it cannot take the build, by dbt itself as below.
+  by that worker (one still starting is waited for a few seconds); when there is none, or it
+  cannot take the build, by dbt itself as below.
 - anything else is dbt itself (`exec`, same process).
 
 Why a warm worker: a dbt process spends most of its time starting, importing dbt-core and
@@ -30,12 +31,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 # Set, while the dbt step runs dbt, to the socket of the worker the run started.
 WORKER_VARIABLE = "ALPHAGEN_DBT_WORKER"
+# How long a build waits for a worker that is still starting (on a loaded machine the build can
+# come before the worker listens); a worker that takes longer is not worth waiting for.
+WORKER_START_WAIT_S = 10.0
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
 # The profile reads the DuckDB file from this variable (an absolute path).
 DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
@@ -60,7 +65,7 @@ def _build_in_worker(socket_path: str, args: list[str]) -> int | None:
     its parse failed: dbt itself then runs here and reports the parse's errors)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(socket_path)
+            _connect(sock, socket_path)
             socket.send_fds(sock, [b"."], [sys.stdout.fileno(), sys.stderr.fileno()])
             request = {"args": args, "cwd": os.getcwd(), "env": dict(os.environ)}
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -79,6 +84,20 @@ def _build_in_worker(socket_path: str, args: list[str]) -> int | None:
         print("alphagen-dbt: the dbt worker ended before the build did", file=sys.stderr)
         return 2
     return int(code)
+
+
+def _connect(sock: socket.socket, socket_path: str) -> None:
+    """Connect to the worker, waiting for one that is still starting: its folder is there (the
+    run made it; the worker removes it as it ends) but its socket is not listening yet."""
+    deadline = time.monotonic() + WORKER_START_WAIT_S
+    while True:
+        try:
+            sock.connect(socket_path)
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not Path(socket_path).parent.is_dir() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class WarmDbt:

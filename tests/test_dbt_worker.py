@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -91,6 +93,28 @@ def test_a_build_in_the_worker_equals_dbts_own(tmp_path: Path, broken: bool):
     assert bool(built["daily_pnl"]) != broken  # a failed test skips the marts after it
 
 
+def test_a_build_that_comes_before_the_worker_listens_waits_for_it(tmp_path: Path):
+    """On a loaded machine the dbt step's build can come before the worker has bound its socket
+    (its folder, made by the run, is there): the build waits for it rather than start dbt."""
+    db, _ = twin_files(tmp_path)
+    socket_path = Path(tempfile.mkdtemp(prefix="alphagen-dbt-")) / "worker.sock"  # as WarmDbt makes it
+    built: list[tuple[int, dict[str, str], set[int]]] = []
+    builder = threading.Thread(target=lambda: built.append(build(db, tmp_path / "target", SimpleNamespace(
+        socket_path=socket_path))))
+    builder.start()
+    time.sleep(2)  # `alphagen-dbt build` has started and is waiting for the socket
+    worker = subprocess.Popen([sys.executable, "-m", "alphagen_dagster.dbt_executable", str(socket_path),
+                               str(tmp_path / "target")], stdin=subprocess.PIPE, cwd=DBT_PROJECT_DIR,
+                              env={**os.environ, DUCKDB_PATH_VARIABLE: str(db)}, start_new_session=True)
+    try:
+        builder.join(timeout=300)
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=60)
+    [(code, results, pids)] = built
+    assert code == 0 and results and pids == {worker.pid}
+
+
 def test_a_worker_whose_parse_failed_declines_and_dbt_runs_itself(tmp_path: Path):
     db, _ = twin_files(tmp_path)
     worker = WarmDbt(Path("relative/alphagen.duckdb"), tmp_path / "target")  # the profile refuses it: no parse
@@ -162,7 +186,7 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path: Path):
         time.sleep(0.05)
     starter.send_signal(signal.SIGKILL)
     starter.wait()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while _alive(int(pid)):
         assert time.monotonic() < deadline, "the worker outlived the process that started it"
         time.sleep(0.05)

@@ -64,7 +64,7 @@ class Lines:
                 pytest.fail(f"the process ended before printing {needle!r}:\n{''.join(self.seen)}")
             self.seen.append(line)
 
-    def rest(self, timeout: float = 5) -> str:
+    def rest(self, timeout: float = 15) -> str:
         """What came after, until the output closes (or `timeout`: a killed process's
         children may hold it)."""
         deadline = time.monotonic() + timeout
@@ -101,7 +101,7 @@ def test_killed_replays_leave_nothing_held_and_the_next_replay_runs(tmp_path, fl
     cli = Cli(tmp_path, flatfiles)
 
     proc, _ = _interrupt_replay(cli, signal.SIGKILL)
-    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert proc.wait(timeout=60) == -signal.SIGKILL
     from dagster import DagsterRunStatus
 
     (killed,) = [r.run_id for r in cli.runs() if r.status == DagsterRunStatus.STARTED]
