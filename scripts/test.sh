@@ -7,8 +7,9 @@
 # cgroup that gets only CPU no other process wants (cgroup v1 `cpu.idle`, else the lowest
 # `cpu.shares`), so they use that idle core without delaying a session; every process they start
 # stays in the cgroup. The rest of the suite, whose tests wait on tight deadlines, runs after
-# the sessions at normal priority, the spare_cpu modules then at normal priority too. Where no cgroup can be made (no writable cgroup v1 cpu
-# controller, not root), the spare_cpu modules run first instead, one part after another.
+# the sessions at normal priority, and the spare_cpu modules then at normal priority too.
+# Where no cgroup can be made (no writable cgroup v1 cpu controller, not root), the spare_cpu
+# modules run first instead, one part after another.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
