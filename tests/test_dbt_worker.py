@@ -32,7 +32,7 @@ from alphagen_dagster.dbt_executable import (
 )
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
-pytestmark = [pytest.mark.integration, pytest.mark.spare_cpu]
+pytestmark = pytest.mark.integration
 
 
 def build(db: Path, target: Path, worker: WarmDbt | None = None) -> tuple[int, dict[str, str], set[int]]:
