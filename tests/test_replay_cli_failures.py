@@ -1,7 +1,9 @@
 """`alphagen replay` stopped as a user stops it or as a machine does: killed by each signal a
 user sends, on a full disk, by the user's own mistakes, in a home broken before the lock.
 Real processes of the installed CLI, as in test_replay_cli.py (whose helpers these are); a
-module of its own so that its long chain of replays runs beside that module's."""
+module of its own so that its long chain of replays runs beside that module's. Not spare_cpu:
+a stopped replay has a minute to build its marts, one dbt run per model during US market hours
+(the live window), which a starved moment beside the simulated sessions can exceed."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from tests.test_replay_cli import (
     write_flatfiles,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.spare_cpu]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
