@@ -21,9 +21,14 @@ status=0
 spare=""
 spare_log=""
 
+weigh() {  # idle | normal: cgroup v1's cpu.idle where the kernel has it, else cpu.shares
+  if [ "$1" = idle ]; then set -- 1 2; else set -- 0 1024; fi
+  { echo "$1" > "$CGROUP/cpu.idle" || echo "$2" > "$CGROUP/cpu.shares"; } 2>/dev/null
+}
+
 idle_cgroup() {
   mkdir "$CGROUP" 2>/dev/null || return 1
-  { echo 1 > "$CGROUP/cpu.idle" || echo 2 > "$CGROUP/cpu.shares"; } 2>/dev/null && return 0
+  weigh idle && return 0
   rmdir "$CGROUP"
   return 1
 }
@@ -60,9 +65,7 @@ fi
 "${PYTEST[@]}" -m simulated_session || status=1
 # From here on the spare_cpu modules share the CPU as equals: starved beside the tests below,
 # their own waits (a killed process reaped within a minute) would fail.
-if [ -n "$spare" ]; then
-  { echo 0 > "$CGROUP/cpu.idle" || echo 1024 > "$CGROUP/cpu.shares"; } 2>/dev/null
-fi
+[ -z "$spare" ] || weigh normal
 "${PYTEST[@]}" "${XDIST[@]}" -m "not spare_cpu and not simulated_session" || status=1
 
 if [ -n "$spare" ]; then
