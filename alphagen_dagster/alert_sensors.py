@@ -20,11 +20,14 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core.application.lease import HEARTBEAT_TIMEOUT_S, read_heartbeat
+from alphagen_core.application.lease import (
+    HEARTBEAT_TIMEOUT_S,
+    read_heartbeat,
+    session_dir,
+)
 from alphagen_core.operations import alerts
 from alphagen_core.operations.settings import load_settings
 from alphagen_dagster.jobs import session_job
-from alphagen_dagster.ops import session_dir
 from alphagen_dagster.sensors import (
     ACTIVE,
     HEARTBEAT_LOST_TAG,

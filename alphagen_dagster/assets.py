@@ -9,6 +9,7 @@ import multiprocessing
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,10 @@ from pydantic import Field
 
 from alphagen_core.adapters.polygon.flatfiles import DayData, FlatFileError, load_day
 from alphagen_core.application.chart import write_day_chart
+from alphagen_core.application.lease import live_writers_at
 from alphagen_core.application.replay import SessionRun, replay_day
-from alphagen_core.domain.calendar import is_trading_day, live_session_at, session
-from alphagen_core.domain.clock import Clock, clock_from_settings
+from alphagen_core.domain.calendar import is_trading_day, session
+from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.domain.engine import StrategyConfig
 from alphagen_core.operations.settings import Settings
 from alphagen_core.operations.variants import (
@@ -192,7 +194,9 @@ def _replay_days(context: AssetExecutionContext, config: ReplayConfig, store: St
     charts: dict[dt.date, Future[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop.watched())
-        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart and not sweep, clock_from_settings(cfg))
+        clock = clock_from_settings(cfg)
+        opened = _OnFirstWrite(stack, db, cfg.feature_enable_chart and not sweep,
+                               lambda: live_writers_at(cfg.alphagen_cache_dir, clock.now()))
         for i, day in enumerate(days):
             if (reason := stop.requested()) is not None:
                 failures.update(dict.fromkeys(days[i:], f"not replayed: {reason}"))
@@ -292,16 +296,17 @@ def _day_failed(context: AssetExecutionContext, progress: "_Progress", failures:
 class _OnFirstWrite:
     """What a range opens once its first day has data to write, so that a range that replays
     nothing leaves nothing behind:
-    - the DuckDB file, held open between days outside a live session's window (each day still
-      commits its own transaction, but the file is opened and its WAL checkpointed once per
-      run: half the write time). Inside the window (open - 30 min to close + 30 min, on the
-      service's clock) it is opened for each day's write only, so a live minute run or the
-      session trader waits for one day's commit at most, never for a whole range.
+    - the DuckDB file, held open between days (each day still commits its own transaction,
+      but the file is opened and its WAL checkpointed once per run: half the write time) while
+      no live session writes. While one may (`live_writers_at`: inside its live window, on the
+      service's clock, once its job has started on this cache folder) it is opened for each
+      day's write only, so a live minute run or the session trader waits for one day's commit
+      at most, never for a whole range.
     - the chart renderer, a worker process beside the replay (about 0.1 s a day of matplotlib;
       spawned, not forked: this process runs Dagster's threads)."""
 
-    def __init__(self, stack: contextlib.ExitStack, db: Store, charts: bool, clock: Clock) -> None:
-        self._stack, self._db, self._charts, self._clock = stack, db, charts, clock
+    def __init__(self, stack: contextlib.ExitStack, db: Store, charts: bool, live_writers: Callable[[], bool]) -> None:
+        self._stack, self._db, self._charts, self._live_writers = stack, db, charts, live_writers
         self._started = False
         self._held: contextlib.ExitStack | None = None
         self.renderer: ProcessPoolExecutor | None = None
@@ -317,8 +322,7 @@ class _OnFirstWrite:
                 self.renderer = self._stack.enter_context(ProcessPoolExecutor(
                     1, mp_context=multiprocessing.get_context("spawn"), initializer=signal.signal,
                     initargs=(signal.SIGINT, signal.SIG_IGN)))
-        live = live_session_at(self._clock.now()) is not None
-        if live:
+        if self._live_writers():
             self._release()
         elif self._held is None:
             self._held = contextlib.ExitStack()

@@ -33,7 +33,7 @@ from dagster import (
 )
 from dagster_dbt import DbtCliInvocation, DbtCliResource, DbtProject, dbt_assets
 
-from alphagen_core.domain.calendar import live_session_at
+from alphagen_core.application.lease import live_writers_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import Store
@@ -192,9 +192,9 @@ def dbt_pnl_models(context: AssetExecutionContext, dbt: DbtCliResource, store: S
     db.ensure_schema()  # a file from before a table (versions) was added gets it before dbt reads it
     db_path = db.path
     target = target_dir(cfg.alphagen_cache_dir, db_path)
-    in_live_window = live_session_at(clock_from_settings(cfg).now()) is not None
-    builds = one_model_at_a_time(context) if in_live_window else [list(BUILD)]
-    how = "one per model: inside a live session's window" if in_live_window else "one for the whole selection"
+    live_writers = live_writers_at(cfg.alphagen_cache_dir, clock_from_settings(cfg).now())
+    builds = one_model_at_a_time(context) if live_writers else [list(BUILD)]
+    how = "one per model: a live session may be writing" if live_writers else "one for the whole selection"
     # performance_summary's events wait for the end of dbt: dbt holds the DuckDB file until its
     # process ends, and the materialization's figures are read from the file.
     held: list[Output | AssetCheckResult] = []

@@ -32,7 +32,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from alphagen_core.application.lease import read_heartbeat
+from alphagen_core.application.lease import read_heartbeat, session_dir
 from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.domain.models import MINUTE
@@ -61,7 +61,7 @@ class HealthMonitor:
 
         self.settings = settings
         self.clock = clock_from_settings(settings)
-        self.session_dir = Path(settings.alphagen_cache_dir) / "session"
+        self.session_dir = session_dir(settings.alphagen_cache_dir)
         self.instance = DagsterInstance.from_config(str(dagster_home))
         self._lock = threading.Lock()
         self._cached: tuple[float, dict[str, Any]] | None = None

@@ -5,7 +5,6 @@ assets for today's partition, so the UI shows live and replay in one lineage."""
 
 import datetime as dt
 import time
-from pathlib import Path
 
 from dagster import (
     AssetMaterialization,
@@ -26,7 +25,11 @@ from alphagen_core.adapters.venues import (
 )
 from alphagen_core.application.control import set_state
 from alphagen_core.application.gate import route
-from alphagen_core.application.lease import SessionAlreadyRunning, SessionLease
+from alphagen_core.application.lease import (
+    SessionAlreadyRunning,
+    SessionLease,
+    session_dir,
+)
 from alphagen_core.application.live_minute import run_minute_increment, session_version
 from alphagen_core.application.live_session import SessionTrader
 from alphagen_core.domain.calendar import session
@@ -51,10 +54,6 @@ class MinuteConfig(Config):
 
 class SessionConfig(Config):
     session_date: str
-
-
-def session_dir(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "session"
 
 
 def _materialize(context: OpExecutionContext, added: dict[str, int], day: dt.date, **metadata) -> None:

@@ -19,14 +19,13 @@ from dagster import (
     sensor,
 )
 
-from alphagen_core.application.lease import read_heartbeat
+from alphagen_core.application.lease import read_heartbeat, session_dir
 from alphagen_core.domain.calendar import live_session_at
 from alphagen_core.domain.clock import clock_from_settings
 from alphagen_core.domain.models import MINUTE
 from alphagen_core.operations.settings import Mode, get_settings, load_settings
 from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.jobs import minute_job, session_job
-from alphagen_dagster.ops import session_dir
 
 MAX_CATCH_UP_MINUTES = 1  # minutes the sensor missed (an outage) are caught up by the next run
 # A minute's run is requested this many real seconds before the minute closes: a run's

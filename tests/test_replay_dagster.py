@@ -33,7 +33,8 @@ NORMAL, EARLY, CORRUPT = dt.date(2024, 11, 27), dt.date(2024, 11, 29), dt.date(2
 REPLAY_ONLY = [AssetKey(t) for t in SOURCES]  # the replay step's assets: the eight and versions
 # The service's clock: inside a session's live window the dbt step builds one model per dbt
 # invocation, outside it one `dbt build`.
-INSIDE_LIVE_WINDOW, OUTSIDE_LIVE_WINDOW = "2024-12-02T10:00:00", "2024-12-02T20:00:00"
+# a trading day's live window; no session job has started in the tests' cache folders
+INSIDE_LIVE_WINDOW = "2024-12-02T10:00:00"
 SECRETS = {
     "POLYGON_S3_ACCESS_KEY": "SENTINELACCESSKEY0042",
     "POLYGON_S3_SECRET_KEY": "sentinel-s3-secret-0042",
@@ -90,7 +91,8 @@ def replayed(tmp_path_factory, flatfiles):
     tmp = tmp_path_factory.mktemp("replay")
     mp = pytest.MonkeyPatch()
     mp.setenv("ALPHAGEN_CHART_DIR", str(tmp / "charts"))
-    mp.setenv("ALPHAGEN_SIM_START", OUTSIDE_LIVE_WINDOW)
+    mp.setenv("ALPHAGEN_SIM_START", INSIDE_LIVE_WINDOW)
+    mp.setenv("ALPHAGEN_CACHE_DIR", str(tmp / "cache"))
     db = tmp / "alphagen.duckdb"
     first = run_replay(db, str(flatfiles), tmp / "cache", NORMAL, EARLY)
     store = Store(db)
@@ -212,20 +214,26 @@ def test_the_dbt_step_builds_in_the_dbt_worker_the_replay_step_started(replayed)
                                 "with the run") for m in LOG_MESSAGES[result.run_id])
 
 
-def test_inside_a_live_window_each_dbt_model_is_built_by_a_dbt_invocation_of_its_own(replayed, tmp_path,
-                                                                                     monkeypatch):
+def test_while_a_live_session_may_write_each_dbt_model_is_built_by_a_dbt_invocation_of_its_own(
+        replayed, tmp_path, monkeypatch):
+    from alphagen_core.application.lease import SessionLease, session_dir
+
     first, _, store, _, tmp = replayed
-    outside = {e.step_materialization_data.materialization.metadata["invocation_id"].value
-               for e in first.all_events
-               if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key in dbt_pnl_models.keys}
-    assert len(outside) == 1  # the replay's one `dbt build`
+    no_session = {e.step_materialization_data.materialization.metadata["invocation_id"].value
+                  for e in first.all_events
+                  if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key in dbt_pnl_models.keys}
+    assert len(no_session) == 1  # inside the window too, the replay's one `dbt build`
     monkeypatch.setenv("ALPHAGEN_SIM_START", INSIDE_LIVE_WINDOW)
+    monkeypatch.setenv("ALPHAGEN_CACHE_DIR", str(tmp_path / "cache"))
+    # the day's session job started on this cache folder (and is still up, holding its lease)
+    lease = SessionLease(session_dir(tmp_path / "cache"), INSIDE_LIVE_WINDOW[:10], "a-session-run")
     db = tmp_path / "copy.duckdb"
     shutil.copyfile(store.path, db)
     # three models, one a parent of the others, and a test over two of them (relationships of
     # stg_executions to stg_trade_intents); the order of all of them is model_steps' unit test's
     selected = [AssetKey(["staging", m]) for m in ("stg_latest_versions", "stg_trade_intents", "stg_executions")]
-    result = run_replay(db, str(tmp / "unused"), tmp_path / "cache", NORMAL, NORMAL, selection=selected)
+    with lease:
+        result = run_replay(db, str(tmp / "unused"), tmp_path / "cache", NORMAL, NORMAL, selection=selected)
     assert result.success
     invocations = {e.asset_key: e.step_materialization_data.materialization.metadata["invocation_id"].value
                    for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
@@ -340,17 +348,25 @@ def _locked_for_another_process(db: Path) -> bool:
     return "locked" in subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60).stdout
 
 
-@pytest.mark.parametrize(("clock_at", "held"), [("10:00", False), ("20:00", True)])
-def test_a_replay_holds_the_duckdb_file_between_days_only_outside_a_live_window(tmp_path, clock_at, held):
+@pytest.mark.parametrize(("clock_at", "session_started", "held"),
+                         [("10:00", True, False), ("10:00", False, True), ("20:00", True, True)])
+def test_a_replay_holds_the_duckdb_file_between_days_only_while_no_live_session_writes(
+        tmp_path, clock_at, session_started, held):
+    """Released between days inside a live window once that day's session job has started on
+    the replay's cache folder (the service trades on this machine); held otherwise."""
     import contextlib
 
+    from alphagen_core.application.lease import SessionLease, live_writers_at, session_dir
     from alphagen_core.domain.clock import SimClock
     from alphagen_dagster.assets import _OnFirstWrite
 
+    day = dt.date(2024, 12, 2)
+    if session_started:
+        SessionLease(session_dir(tmp_path / "cache"), day.isoformat(), "a-session-run").release()
     db = Store(tmp_path / "alphagen.duckdb")
     db.ensure_schema()
-    clock = SimClock(dt.datetime.combine(dt.date(2024, 12, 2), dt.time.fromisoformat(clock_at), tzinfo=NY), speed=1)
+    clock = SimClock(dt.datetime.combine(day, dt.time.fromisoformat(clock_at), tzinfo=NY), speed=1)
     with contextlib.ExitStack() as stack:
-        _OnFirstWrite(stack, db, False, clock).store()  # between two days' writes
-        assert _locked_for_another_process(db.path) is held
+        _OnFirstWrite(stack, db, False, lambda: live_writers_at(tmp_path / "cache", clock.now())).store()
+        assert _locked_for_another_process(db.path) is held  # between two days' writes
     assert not _locked_for_another_process(db.path)

@@ -4,10 +4,14 @@ The session job takes an exclusive lock on `session-<date>.lock` for its whole l
 drops it when the process dies, even by SIGKILL) and rewrites `session-<date>.heartbeat`
 (pid, run id, time) every second. The session sensor reads the heartbeat to tell a live job
 from a dead one: Dagster's default run launcher cannot, and a killed run stays STARTED.
+
+The lock file also tells a replay or a dbt build whether the service trades on this machine
+today (`live_writers_at`): only then must they leave the DuckDB file free for its writers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
@@ -15,6 +19,8 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from alphagen_core.domain.calendar import live_session_at
 
 HEARTBEAT_TIMEOUT_S = 20.0
 
@@ -43,8 +49,23 @@ class Heartbeat:
         return True
 
 
+def session_dir(cache_dir: Path | str) -> Path:
+    """Where the session jobs of a cache folder keep their locks and heartbeats."""
+    return Path(cache_dir) / "session"
+
+
 def _paths(directory: Path, day: str) -> tuple[Path, Path]:
     return directory / f"session-{day}.lock", directory / f"session-{day}.heartbeat"
+
+
+def live_writers_at(cache_dir: Path | str, now: dt.datetime) -> bool:
+    """Whether a live or paper session may be writing the DuckDB file at `now`: `now` is inside
+    a session's live window (open - 30 min to close + 30 min) and that session's job has started
+    on this cache folder (its lock file exists: the service's minute runs and session job write
+    from then on, a killed job is relaunched, and the after-close run builds the marts). A
+    replay or dbt build with another cache folder than the service's cannot see it."""
+    sess = live_session_at(now)
+    return sess is not None and _paths(session_dir(cache_dir), sess.date.isoformat())[0].exists()
 
 
 def read_heartbeat(directory: Path, day: str) -> Heartbeat | None:
