@@ -5,8 +5,12 @@
 A 20-day `alphagen replay` runs as a whole process while this process writes one live row (a
 broker position line, as the session trader does every 15 s) every 0.2 s to the same file
 through `Store`, and times each write, lock wait included. Twice: with the service's clock
-inside a session's live window (the replay then opens the file for each day's write only), and
-outside it (the replay holds the file between days, the faster way when nothing else writes).
+inside a session's live window and that session's job started on the replay's cache folder
+(its lease held, as the service does: the replay then opens the file for each day's write
+only and builds the marts one model at a time), and outside it (the replay holds the file
+between days and builds once, the faster way when nothing else writes). Then once more inside
+the window with no session on this cache folder (a research machine during market hours): the
+replay behaves as outside it.
 Prints the writes' median, p99 and max, and the longest wait while the days replay and while
 the dbt step runs (from the replay's progress line that starts the dbt step). The flat files
 come from bench_year's cache.
@@ -15,6 +19,7 @@ come from bench_year's cache.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import re
 import statistics
@@ -27,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from alphagen_core.application.lease import SessionLease, session_dir  # noqa: E402
 from alphagen_core.domain.calendar import NY, trading_days  # noqa: E402
 from alphagen_core.persistence.store import RowMeta, Store  # noqa: E402
 from benchmarks.bench_year import flat_files  # noqa: E402
@@ -45,7 +51,7 @@ def _live_write(store: Store, n: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(flatfiles: Path, days: list[dt.date], live_window: bool,
+def measure(flatfiles: Path, days: list[dt.date], live_window: bool, session_started: bool,
             tmp: Path) -> tuple[list[tuple[float, float]], float, str]:
     """The live writes (start, duration), the replay's wall time and its output."""
     db = tmp / "alphagen.duckdb"
@@ -54,6 +60,13 @@ def measure(flatfiles: Path, days: list[dt.date], live_window: bool,
     # The service's clock: 10:00 on a trading day (inside the window) or 20:00 (outside).
     env.update(ALPHAGEN_SIM_START=f"2024-12-02T{'10' if live_window else '20'}:00:00",
                ALPHAGEN_SIM_EPOCH=str(time.time()), ALPHAGEN_SIM_SPEED="1")
+    session = SessionLease(session_dir(tmp / "cache"), "2024-12-02", "bench") if session_started else contextlib.nullcontext()
+    with session:
+        return _replay_beside_writes(db, days, flatfiles, env)
+
+
+def _replay_beside_writes(db: Path, days: list[dt.date], flatfiles: Path,
+                          env: dict[str, str]) -> tuple[list[tuple[float, float]], float, str]:
     started = time.perf_counter()
     replay = subprocess.Popen([str(BIN / "alphagen"), "replay", "--start", str(days[0]), "--end", str(days[-1]),
                                "--source", str(flatfiles)], env=env, stdout=subprocess.PIPE,
@@ -85,16 +98,17 @@ def main() -> None:
     print("| the replay's clock | live writes | median | p99 | max | max while the days replay | max in the dbt step "
           "| the replay took |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for live in (True, False):
+    for live, started, label in ((True, True, "inside a live window, its session started (file opened per day)"),
+                                 (False, True, "outside (file held between days)"),
+                                 (True, False, "inside a live window, no session on this machine")):
         with tempfile.TemporaryDirectory(prefix="alphagen-bench-contention-") as tmp:
-            timed, took, out = measure(flatfiles, days, live, Path(tmp))
+            timed, took, out = measure(flatfiles, days, live, started, Path(tmp))
         dbt_at = dbt_started(out)
         waits = sorted(w for _, w in timed)
         # a write that ends after the dbt step began waited on it (the days' last commit is done by then)
         days_max = max((w for at, w in timed if at + w < dbt_at), default=0.0)
         dbt_max = max((w for at, w in timed if at + w >= dbt_at), default=0.0)
         p99 = waits[min(len(waits) - 1, int(0.99 * len(waits)))]
-        label = "inside a live window (file opened per day)" if live else "outside (file held between days)"
         print(f"| {label} | {len(waits)} | {statistics.median(waits):.3f} s | {p99:.3f} s | {waits[-1]:.3f} s "
               f"| {days_max:.3f} s | {dbt_max:.3f} s | {took:.1f} s |")
 
