@@ -23,6 +23,9 @@ from pathlib import Path
 from alphagen_core.domain.calendar import live_session_at
 
 HEARTBEAT_TIMEOUT_S = 20.0
+# The last bar's minute run starts at the close and writes within seconds; after this, only a
+# session job that is still alive writes.
+LAST_MINUTE_RUN_WRITES = dt.timedelta(minutes=5)
 
 
 class SessionAlreadyRunning(RuntimeError):
@@ -60,12 +63,21 @@ def _paths(directory: Path, day: str) -> tuple[Path, Path]:
 
 def live_writers_at(cache_dir: Path | str, now: dt.datetime) -> bool:
     """Whether a live or paper session may be writing the DuckDB file at `now`: `now` is inside
-    a session's live window (open - 30 min to close + 30 min) and that session's job has started
-    on this cache folder (its lock file exists: the service's minute runs and session job write
-    from then on, a killed job is relaunched, and the after-close run builds the marts). A
-    replay or dbt build with another cache folder than the service's cannot see it."""
+    a session's live window (open - 30 min to close + 30 min), that session's job has started on
+    this cache folder (its lock file exists; a killed job is relaunched until the close), and
+    either the close is less than LAST_MINUTE_RUN_WRITES ago or the job is still alive (it ends
+    after the close: the after-close build usually runs with no writer left). A replay or dbt
+    build with another cache folder than the service's cannot see it."""
     sess = live_session_at(now)
-    return sess is not None and _paths(session_dir(cache_dir), sess.date.isoformat())[0].exists()
+    if sess is None:
+        return False
+    directory, day = session_dir(cache_dir), sess.date.isoformat()
+    if not _paths(directory, day)[0].exists():
+        return False
+    if now < sess.close + LAST_MINUTE_RUN_WRITES:
+        return True
+    beat = read_heartbeat(directory, day)
+    return beat is not None and beat.alive()
 
 
 def read_heartbeat(directory: Path, day: str) -> Heartbeat | None:

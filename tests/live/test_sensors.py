@@ -96,3 +96,23 @@ def test_session_sensor_launches_one_job_and_relaunches_a_dead_one(monkeypatch, 
     relaunch = session_sensor(build_sensor_context(instance=instance))
     assert isinstance(relaunch, RunRequest) and relaunch.run_key == "session-2024-11-27-2"
     assert instance.get_run_by_id(run.run_id).status is DagsterRunStatus.FAILURE
+
+
+def test_a_live_session_may_write_from_its_jobs_start_until_it_ends_after_the_close(tmp_path):
+    """What tells a replay or dbt build to leave the DuckDB file free between days and models."""
+    import socket
+
+    from alphagen_core.application.lease import SessionLease, live_writers_at, session_dir
+
+    cache, day = tmp_path / "cache", dt.date(2024, 11, 27)
+    at = lambda h, m: dt.datetime.combine(day, dt.time(h, m), tzinfo=NY)  # noqa: E731
+    assert not live_writers_at(cache, at(10, 0))  # the service has not traded here today
+    with SessionLease(session_dir(cache), day.isoformat(), "the-session-run"):
+        assert not live_writers_at(cache, at(8, 59))  # before the live window
+        assert live_writers_at(cache, at(9, 0)) and live_writers_at(cache, at(16, 10))  # alive after the close
+        assert not live_writers_at(cache, at(16, 30))  # the window is over
+    # the job has ended (its process gone): relaunched until the close, the last minute run just after
+    (session_dir(cache) / f"session-{day}.heartbeat").write_text(
+        f'{{"pid": 999999999, "host": "{socket.gethostname()}", "run_id": "the-session-run", "at": 1e10}}')
+    assert live_writers_at(cache, at(15, 59)) and live_writers_at(cache, at(16, 4))
+    assert not live_writers_at(cache, at(16, 5))

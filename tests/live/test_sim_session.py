@@ -221,9 +221,9 @@ def test_a_session_killed_twice_recovers_alerts_once_and_matches_the_replay(tmp_
                      and receiver.of_run("heartbeat_lost", second.run_id),
                      venues, at(dt.time(10, 1)), "the second kill's alerts", every=0.2)
         # Down at the close; back at 16:31 (the same sim clock's speed, started later): past the
-        # live window, so the marts build in one dbt run. (Inside it, each model is a dbt run
-        # of its own, about a minute more here; test_replay_dagster.py checks that rule.) The
-        # replay the session is compared with runs meanwhile, as a user's replay might.
+        # live window, so the marts build in one dbt run (test_replay_dagster.py checks the
+        # per-model builds while a session may write). The replay the session is compared with
+        # runs meanwhile, as a user's replay might.
         after_close = {**env, "ALPHAGEN_SIM_START": at(dt.time(16, 31)).isoformat(),
                        "ALPHAGEN_SIM_EPOCH": str(time.time())}
         with replaying(after_close, tmp_path) as replay, service(after_close, ui=False, log_dir=tmp_path / "logs"):
