@@ -7,6 +7,7 @@ are validated exactly as the environment is; `base` is the environment's setting
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -106,20 +107,43 @@ def version_row(variant: str, settings: Settings) -> dict[str, str]:
             "code_version": code_version()}
 
 
+# What a run's figures depend on, relative to the checkout's root.
+CODE_PATHS = ("alphagen_core", "alphagen_dagster", "dbt_pnl")
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """The package version, plus the git commit of the checkout it runs from when there is one."""
+    """The package version, plus the git commit of the checkout it runs from when there is one
+    (`checkout_version`)."""
     try:
         package = version("alphagen")
     except PackageNotFoundError:
         package = "unknown"
-    return f"{package}+{_git_commit(Path(__file__).resolve().parents[2]) or 'unknown'}"
+    return f"{package}+{checkout_version(Path(__file__).resolve().parents[2]) or 'unknown'}"
 
 
-def _git_commit(folder: Path) -> str | None:
+def checkout_version(root: Path) -> str | None:
+    """The commit of the git checkout at `root`, with `.dirty-<hash>` when its code (CODE_PATHS)
+    differs from that commit: edited or new files, hashed with their content, so that two runs
+    of the same edits share a code version and runs of different edits do not."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    diff = _git(root, "diff", "HEAD", "--binary", "--", *CODE_PATHS)
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *CODE_PATHS)
+    if not diff and not untracked:
+        return commit
+    digest = hashlib.sha256((diff or "").encode())
+    for name in sorted(filter(None, (untracked or "").split("\0"))):
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return f"{commit}.dirty-{digest.hexdigest()[:12]}"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """git's output in `root` (stripped), or None when git or the checkout is not there."""
     try:
-        done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False)
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
+                              check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
