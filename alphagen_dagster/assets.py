@@ -298,10 +298,9 @@ class _OnFirstWrite:
     nothing leaves nothing behind:
     - the DuckDB file, held open between days (each day still commits its own transaction,
       but the file is opened and its WAL checkpointed once per run: half the write time) while
-      no live session writes. While one may (`live_writers_at`: inside its live window, on the
-      service's clock, once its job has started on this cache folder) it is opened for each
-      day's write only, so a live minute run or the session trader waits for one day's commit
-      at most, never for a whole range.
+      no live session writes. While one may (`live_writers_at`, asked before each day) it is
+      opened for each day's write only, so a live minute run or the session trader waits for
+      one day's commit at most, never for a whole range.
     - the chart renderer, a worker process beside the replay (about 0.1 s a day of matplotlib;
       spawned, not forked: this process runs Dagster's threads)."""
 

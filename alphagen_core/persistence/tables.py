@@ -255,7 +255,8 @@ VERSIONS = Table(
                  "The named set of strategy and risk settings; base: the environment's."),
         required("settings", VARCHAR,
                  "The strategy and risk settings the version ran with, JSON by environment-variable name."),
-        required("code_version", VARCHAR, "The package version and git commit (+unknown outside a checkout; .dirty-<hash of the changes> when the code differs from the commit)."),
+        required("code_version", VARCHAR, "The package version and git commit (+unknown outside a checkout; "
+                 "+<commit>.dirty-<hash of the edits> when the code differs from the commit)."),
     ),
     ("variant",),
 )
