@@ -231,8 +231,7 @@ def _replay_days(context: AssetExecutionContext, config: ReplayConfig, store: St
 
     if not summaries:
         raise Failure(description=_failure_list("no day was replayed", failures) if failures else "empty range")
-    # A day's partition carries the first variant's figures (a sweep's others are in the marts).
-    _add_day_metadata(context, [s for s in summaries if s["variant"] == variants[0].name], failures)
+    _add_day_metadata(context, summaries, failures, variants[0].name)
     if failures:
         context.instance.add_run_tags(context.run.run_id, {FAILED_DAYS_TAG: str(len(failures))})
     for spec in TABLE_SPECS:
@@ -399,22 +398,27 @@ def _runs_dbt(context: AssetExecutionContext) -> bool:
     return not selected or bool(selected & dbt_pnl_models.keys)
 
 
-def _add_day_metadata(
-    context: AssetExecutionContext, summaries: list[dict[str, object]], failures: dict[dt.date, str]
-) -> None:
+def _add_day_metadata(context: AssetExecutionContext, summaries: list[dict[str, object]],
+                      failures: dict[dt.date, str], first_variant: str) -> None:
     """Each day's partition carries its own figures, and normalized_ticks its own chart (a
-    range's MaterializeResult metadata would be copied into every day's event). A failed day's
-    partition says why it failed and that its previous version, if any, still stands."""
-    for s in summaries:
+    range's MaterializeResult metadata would be copied into every day's event). In a sweep the
+    figures are the first variant's, the rows those of every variant, and executions has each
+    variant's round trips and P/L (`by_variant`). A failed day's partition says why it failed
+    and that its previous version, if any, still stands."""
+    by_day: dict[object, list[dict[str, object]]] = {}
+    for summary in summaries:
+        by_day.setdefault(summary["day"], []).append(summary)
+    for of_day in by_day.values():
+        s = next((v for v in of_day if v["variant"] == first_variant), of_day[0])
         day = str(s["day"])
-        for table, rows in s["rows"].items():
-            meta: dict[str, object] = {"rows": rows}
+        for table in s["rows"]:
+            meta: dict[str, object] = {"rows": sum(v["rows"].get(table, 0) for v in of_day)}
             if table == "normalized_ticks":
                 meta["bars"] = s["bars"]
                 meta["option_expiry"] = MetadataValue.text(str(s["expiry"]))
                 meta["dropped_rows"] = MetadataValue.json(s["dropped"])
                 if (chart := s["chart"]) is not None:
-                    if len(summaries) <= EMBEDDED_CHARTS_UP_TO:
+                    if len(by_day) <= EMBEDDED_CHARTS_UP_TO:
                         png = base64.b64encode(chart.read_bytes()).decode()
                         meta["chart"] = MetadataValue.md(f"![chart {day}](data:image/png;base64,{png})")
                     meta["chart_file"] = MetadataValue.path(str(chart.resolve()))
@@ -423,6 +427,10 @@ def _add_day_metadata(
             elif table == "executions":
                 meta["round_trips"] = s["round_trips"]
                 meta["realized_pnl"] = MetadataValue.float(float(s["pnl"]))
+                if len(of_day) > 1:
+                    meta["by_variant"] = MetadataValue.json(
+                        {v["variant"]: {"round_trips": v["round_trips"], "realized_pnl": float(v["pnl"])}
+                         for v in of_day})
             context.add_asset_metadata(meta, asset_key=table, partition_key=day)
     for day, why in failures.items():
         for spec in TABLE_SPECS:

@@ -9,6 +9,7 @@ import json
 
 import duckdb
 import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from alphagen_core.operations.variants import VARIANT_KEYS
 from alphagen_core.sim.sample import generate
@@ -119,6 +120,19 @@ def test_a_sweep_replays_each_combination_as_a_variant_in_one_run(cli, tmp_path)
     versions = rows(sweep, "SELECT variant, version, settings FROM versions ORDER BY variant")
     assert [r["variant"] for r in versions] == names and len({r["version"] for r in versions}) == 2
     assert [json.loads(r["settings"])["RISK_STOP_LOSS_MULTIPLE"] for r in versions] == [1.5, 2.0]
+    # the day's partition in the UI: each variant's figures, and the rows of all of them
+    with DagsterInstance.from_config(str(sweep.home)) as instance:
+        (event,) = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("executions"), asset_partitions=[str(FIRST)]), limit=1).records
+    meta = event.asset_materialization.metadata
+    by_variant = meta["by_variant"].value
+    daily = {r["variant"]: r for r in rows(sweep, day, [FIRST])}
+    assert set(by_variant) == set(names) == set(daily)
+    for name in names:
+        assert by_variant[name] == {"round_trips": daily[name]["trades"],
+                                    "realized_pnl": pytest.approx(float(daily[name]["realized_pnl"]))}
+    assert meta["rows"].value == rows(sweep, "SELECT count(*) AS n FROM executions WHERE session_date = ?",
+                                      [FIRST])[0]["n"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
