@@ -27,7 +27,6 @@ from alphagen_core.operations.variants import (
 from tests.test_settings import SENTINEL, clean_environment  # noqa: F401 (an autouse fixture)
 
 
-
 def variant_error(variant: str, **overrides: str) -> str:
     with pytest.raises(VariantError) as exc:
         variant_settings(variant, overrides)
