@@ -356,7 +356,11 @@ def test_a_replay_holds_the_duckdb_file_between_days_only_while_no_live_session_
     the replay's cache folder (the service trades on this machine); held otherwise."""
     import contextlib
 
-    from alphagen_core.application.lease import SessionLease, live_writers_at, session_dir
+    from alphagen_core.application.lease import (
+        SessionLease,
+        live_writers_at,
+        session_dir,
+    )
     from alphagen_core.domain.clock import SimClock
     from alphagen_dagster.assets import _OnFirstWrite
 

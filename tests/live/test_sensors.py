@@ -102,7 +102,11 @@ def test_a_live_session_may_write_from_its_jobs_start_until_it_ends_after_the_cl
     """What tells a replay or dbt build to leave the DuckDB file free between days and models."""
     import socket
 
-    from alphagen_core.application.lease import SessionLease, live_writers_at, session_dir
+    from alphagen_core.application.lease import (
+        SessionLease,
+        live_writers_at,
+        session_dir,
+    )
 
     cache, day = tmp_path / "cache", dt.date(2024, 11, 27)
     at = lambda h, m: dt.datetime.combine(day, dt.time(h, m), tzinfo=NY)  # noqa: E731
