@@ -191,10 +191,11 @@ def run_minute_increment(
 
     Minute runs may overlap (a late one, the next one): they take turns on a file lock around
     read-compute-write, so each minute is computed once, from the rows before it."""
+    version = version_row(BASE, settings)  # (git runs for it) before the bar closes, not after
     bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
     chain = market.option_chain(settings.polygon_options_underlying, sess.date)
     with _turn(store.path):
-        return _increment(store, market, settings, sess, bars, chain, run_id)
+        return _increment(store, market, settings, sess, bars, chain, run_id, version)
 
 
 def _held_contract_bars(market: MarketDataClient, engine: Engine, sess: Session) -> dict[dt.datetime, Bar]:
@@ -215,7 +216,7 @@ def _turn(db_path: Path) -> Iterator[None]:
 
 
 def _increment(store: Store, market: MarketDataClient, settings: Settings, sess: Session, bars: list[Bar],
-               chain: list[OptionQuote], run_id: str) -> MinuteIncrement:
+               chain: list[OptionQuote], run_id: str, version: dict[str, str]) -> MinuteIncrement:
     mode = route(settings).mode.value
     stored = read_session(store, mode, sess.date, settings.paper_half_spread)
     last = stored.last_minute
@@ -259,7 +260,7 @@ def _increment(store: Store, market: MarketDataClient, settings: Settings, sess:
         "position_state": run.positions,
         "signals": run.signals,
         "trade_intents": run.intents,
-        "versions": [version_row(BASE, settings)],  # once per version: the store skips a key it has
+        "versions": [version],  # once per version: the store skips a key it has
     }
     result.rows = store.write(batches, RowMeta(mode, sess.date, session_version(sess.date), run_id))
     if engine.loss_limit_hit and not limit_hit_before:

@@ -4,6 +4,7 @@ minute (run key per minute), and keep one session job per day."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 import pytest
 from dagster import (
@@ -91,17 +92,20 @@ def test_session_sensor_launches_one_job_and_relaunches_a_dead_one(monkeypatch, 
     alive = session_sensor(build_sensor_context(instance=instance))
     assert isinstance(alive, SkipReason) and "STARTED" in alive.skip_message  # within its startup grace
     (tmp_path / "cache" / "session").mkdir(parents=True)
-    (tmp_path / "cache" / "session" / "session-2024-11-27.heartbeat").write_text(
-        f'{{"pid": 999999999, "host": "{__import__("socket").gethostname()}", "run_id": "{run.run_id}", "at": 1e10}}')
+    write_dead_heartbeat(tmp_path / "cache" / "session", "2024-11-27", run.run_id)
     relaunch = session_sensor(build_sensor_context(instance=instance))
     assert isinstance(relaunch, RunRequest) and relaunch.run_key == "session-2024-11-27-2"
     assert instance.get_run_by_id(run.run_id).status is DagsterRunStatus.FAILURE
 
 
+def write_dead_heartbeat(directory, day: str, run_id: str) -> None:
+    """A recent heartbeat of a session job on this host whose process is gone."""
+    (directory / f"session-{day}.heartbeat").write_text(
+        f'{{"pid": 999999999, "host": "{socket.gethostname()}", "run_id": "{run_id}", "at": 1e10}}')
+
+
 def test_a_live_session_may_write_from_its_jobs_start_until_it_ends_after_the_close(tmp_path):
     """What tells a replay or dbt build to leave the DuckDB file free between days and models."""
-    import socket
-
     from alphagen_core.application.lease import (
         SessionLease,
         live_writers_at,
@@ -116,7 +120,6 @@ def test_a_live_session_may_write_from_its_jobs_start_until_it_ends_after_the_cl
         assert live_writers_at(cache, at(9, 0)) and live_writers_at(cache, at(16, 10))  # alive after the close
         assert not live_writers_at(cache, at(16, 30))  # the window is over
     # the job has ended (its process gone): relaunched until the close, the last minute run just after
-    (session_dir(cache) / f"session-{day}.heartbeat").write_text(
-        f'{{"pid": 999999999, "host": "{socket.gethostname()}", "run_id": "the-session-run", "at": 1e10}}')
+    write_dead_heartbeat(session_dir(cache), day.isoformat(), "the-session-run")
     assert live_writers_at(cache, at(15, 59)) and live_writers_at(cache, at(16, 4))
     assert not live_writers_at(cache, at(16, 5))
