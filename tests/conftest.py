@@ -29,6 +29,7 @@ LAYERS = ("unit", "integration", "e2e")
 # The modules that take longest, longest first (their figures: BENCHMARKS.md, "Test suite").
 SLOWEST_FIRST = (
     "tests/test_replay_cli_failures.py",
+    "tests/test_ui.py",
     "tests/test_replay_cli.py",
     "tests/test_replay_dagster.py",
     "tests/test_variants.py",
@@ -36,7 +37,6 @@ SLOWEST_FIRST = (
     "tests/test_dbt_worker.py",
     "tests/live/test_doctor.py",
     "tests/test_postgres_instance.py",
-    "tests/test_ui_lineage.py",
     "tests/test_event_log_storage.py",
 )
 
