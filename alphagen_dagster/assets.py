@@ -75,6 +75,12 @@ TABLE_DEPS: dict[str, list[str]] = {  # how each table's rows are derived
 }
 
 
+# On every table's page, beside the Materialize button that dagster-webserver 1.13.27 cannot
+# backfill for this multi-asset (ARCHITECTURE.md, "Decisions").
+BACKFILL_HINT = ("To replay a range of days from the UI, open Jobs -> replay -> Materialize all: a backfill "
+                 "launched from an asset's page is refused by Dagster 1.13.27.")
+
+
 def table_asset_spec(table: Table, deps: list[str]) -> AssetSpec:
     """A table as an asset: its description and column schema come from the table contract."""
     columns = [
@@ -86,7 +92,7 @@ def table_asset_spec(table: Table, deps: list[str]) -> AssetSpec:
         table.name,
         deps=deps,
         group_name=GROUP,
-        description=table.description,
+        description=f"{table.description}\n\n{BACKFILL_HINT}",
         metadata={"dagster/column_schema": TableSchema(columns)},
         kinds={"duckdb"},
         skippable=False,

@@ -134,13 +134,13 @@ def test_a_file_from_before_an_added_column_ends_up_with_the_same_columns(tmp_pa
 
 
 def test_each_table_is_an_asset_with_the_contracts_description_and_columns() -> None:
-    from alphagen_dagster.assets import TABLE_SPECS
+    from alphagen_dagster.assets import BACKFILL_HINT, TABLE_SPECS
 
     specs = {spec.key.path[-1]: spec for spec in TABLE_SPECS}
     assert set(specs) == set(SOURCES) == {*TABLES, "versions"}
     for name, spec in specs.items():
         schema = spec.metadata["dagster/column_schema"]
-        assert spec.description == SOURCES[name].description
+        assert spec.description == f"{SOURCES[name].description}\n\n{BACKFILL_HINT}"
         assert [(c.name, c.type, c.constraints.nullable) for c in schema.columns] == [
             (c.name, c.type, not c.not_null) for c in SOURCES[name].all_columns]
 

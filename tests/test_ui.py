@@ -27,6 +27,7 @@ import pytest
 from alphagen_core.persistence.store import Store
 from alphagen_core.persistence.tables import TABLES
 from alphagen_core.sim.sample import generate
+from alphagen_dagster.assets import BACKFILL_HINT
 from tests.processes import PROJECT_DIR, clean_environ, free_port, venv_bin
 
 pytestmark = pytest.mark.e2e
@@ -212,3 +213,6 @@ def test_a_backfill_from_an_asset_page_still_meets_dagsters_subset_check(ui):
     launched = ui.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "PythonError", launched
     assert "Targeted subset must match between every key in a non-subsettable multi-asset" in launched["message"]
+    # each table's page says where to go instead
+    pages = ui.graphql('{ assetNodes(assetKeys: [{path: ["equity_bars"]}, {path: ["executions"]}]) { description } }')
+    assert all(BACKFILL_HINT in node["description"] for node in pages["assetNodes"]) and len(pages["assetNodes"]) == 2
