@@ -35,13 +35,15 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         from alphagen_core.operations.settings import SettingsError
+        from alphagen_core.persistence.store import StoreLockedError, StoreOpenError
         from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
         from alphagen_dagster.report import ReportError
 
         try:
             return super().invoke(ctx)
-        except (SettingsError, BrokenHomeError, HealthPortError, ReportError) as exc:
+        except (SettingsError, BrokenHomeError, HealthPortError, ReportError, StoreOpenError,
+                StoreLockedError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -212,7 +214,7 @@ def _print_outcome(result, days: list[dt.date], elapsed: float, log_file: Path) 
         for event in result.all_events:
             if event.is_step_failure:
                 data = event.step_failure_data
-                why = data.user_failure_data.description if data.user_failure_data else data.error.message
+                why = data.user_failure_data.description if data.user_failure_data else _user_error(data.error)
                 click.echo(f"  {_first_lines(why or '')}", err=True)
     state = "succeeded" if result.success else "FAILED"
     click.echo(f"run {result.run_id} {state} in {elapsed:.1f}s: {replayed} of {len(days)} days replayed "
@@ -241,6 +243,14 @@ def _grouped(failures: list[tuple[str, str]]) -> list[str]:
         else:
             lines.append((day, day, why, 1))
     return [f"{first}: {why}" if n == 1 else f"{first} .. {last} ({n} days): {why}" for first, last, why, n in lines]
+
+
+def _user_error(error) -> str:
+    """A step's error without Dagster's wrapping ("Error occurred while executing op ..."): the
+    exception our code raised, which names the cause."""
+    while error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    return error.message
 
 
 def _first_lines(message: str, limit: int = 6) -> str:

@@ -163,6 +163,29 @@ def test_user_errors_are_short_messages_that_leave_nothing_behind(tmp_path, flat
     assert not cli.db.exists()
 
 
+@pytest.mark.parametrize("not_duckdb", ["a text file", "a folder"])
+def test_a_duckdb_path_that_is_no_duckdb_file_is_named_with_the_reason(tmp_path, flatfiles, not_duckdb):
+    """ALPHAGEN_DUCKDB_PATH at a file DuckDB cannot open: the replay's last lines and the
+    report's one line name the file and DuckDB's reason (not Dagster's "Error occurred while
+    executing op"), with no traceback, and the file is left as it was."""
+    db = tmp_path / "alphagen.duckdb"
+    if not_duckdb == "a folder":
+        db.mkdir()
+        reason = "Is a directory"
+    else:
+        db.write_text("not a database\n")
+        reason = "not a valid DuckDB database file"
+    cli = Cli(tmp_path, flatfiles, db=db)
+    code, out = cli.replay(A, A)
+    assert code == 1, out
+    assert f"cannot open the DuckDB file {db}" in last_lines(out, 3) and reason in out, out
+    assert "Error occurred while executing" not in out and "Traceback" not in out, out
+    code, out = cli.run("report", timeout=60)
+    assert code == 1 and len(out.strip().splitlines()) == 1, out
+    assert out.startswith(f"Error: cannot open the DuckDB file {db}: ") and reason in out, out
+    assert db.is_dir() if not_duckdb == "a folder" else db.read_text() == "not a database\n"
+
+
 def test_a_full_disk_fails_the_replay_with_a_plain_message(tmp_path, flatfiles):
     assert os.geteuid() == 0, "mounting a small tmpfs needs root (developers and CI run as root here)"
     small = tmp_path / "small"

@@ -26,7 +26,12 @@ import polars as pl
 import pytest
 
 from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote_rows
-from alphagen_core.persistence.store import RowMeta, Store, StoreLockedError
+from alphagen_core.persistence.store import (
+    RowMeta,
+    Store,
+    StoreLockedError,
+    StoreOpenError,
+)
 from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from tests.builders import at, make_engine
 from tests.processes import hold_duckdb_lock
@@ -497,3 +502,18 @@ def test_no_sql_changes_or_removes_rows():
     assert any(t.startswith("INSERT INTO {} BY NAME") for t in store_sql)
     found = [v for p in files for v in violations(str(p.relative_to(REPO)), p.read_text())]
     assert found == []
+
+
+@pytest.mark.unit
+def test_a_file_duckdb_cannot_open_is_named_with_duckdbs_reason(tmp_path):
+    """Not a lock to wait for: the error names the file at once and keeps DuckDB's own as its
+    cause (a full disk is recognised through it); the file is not touched."""
+    path = tmp_path / "alphagen.duckdb"
+    path.write_text("not a database\n")
+    started = time.monotonic()
+    with pytest.raises(StoreOpenError, match=f"cannot open the DuckDB file {re.escape(str(path))}: .*not a valid "
+                       "DuckDB database file") as raised:
+        Store(path, lock_timeout_s=30).query("SELECT 1")
+    assert time.monotonic() - started < 10  # no lock wait
+    assert isinstance(raised.value.__cause__, duckdb.IOException)
+    assert path.read_text() == "not a database\n"

@@ -79,6 +79,11 @@ class StoreLockedError(RuntimeError):
     pass
 
 
+class StoreOpenError(RuntimeError):
+    """The DuckDB file cannot be opened for a reason other than another process's lock: not a
+    DuckDB file, a directory, no permission, a full disk. The message names the file."""
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether `exc`, or an exception it was raised from, is a full disk (DuckDB reports it
     as an IOException whose text carries the OS message, not as an OSError)."""
@@ -126,7 +131,7 @@ class Store:
                 break
             except duckdb.Error as exc:
                 if not _is_lock_error(exc):
-                    raise
+                    raise StoreOpenError(f"cannot open the DuckDB file {self.path}: {exc}") from exc
                 if time.monotonic() >= deadline:
                     raise StoreLockedError(
                         f"{self.path} stayed locked by another process for "
