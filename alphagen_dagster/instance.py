@@ -46,6 +46,9 @@ def prepare_home(home: Path, storage: str | None = None) -> Path:
     home = home.resolve()
     if (home / INITIALISED).exists():
         return home
+    if home.exists() and not home.is_dir():
+        raise BrokenHomeError(f"DAGSTER_HOME {home} is a file, not a folder: point DAGSTER_HOME at a folder "
+                              "(a new one is created)")
     home.mkdir(parents=True, exist_ok=True)
     with _locked(home / ".alphagen-init.lock"):
         if not (home / INITIALISED).exists():

@@ -211,6 +211,15 @@ def test_a_full_disk_fails_the_replay_with_a_plain_message(tmp_path, flatfiles):
         subprocess.run(["umount", "-l", str(small)], check=True, timeout=30)
 
 
+def test_a_dagster_home_that_is_a_file_is_one_line_and_left_alone(tmp_path, flatfiles):
+    cli = Cli(tmp_path, flatfiles)
+    cli.home.write_text("not a folder\n")
+    code, out = cli.replay(A, A)
+    assert code == 1 and out.strip() == f"Error: DAGSTER_HOME {cli.home} is a file, not a folder: point " \
+        "DAGSTER_HOME at a folder (a new one is created)", out
+    assert cli.home.read_text() == "not a folder\n" and not cli.db.exists()
+
+
 def test_a_home_broken_by_an_old_concurrent_first_use_is_explained(tmp_path, flatfiles):
     """A home made before the lock, by two processes at once: alembic_version with two heads.
     The command says what happened and what to do, in a line, instead of Dagster's traceback."""
