@@ -39,11 +39,12 @@ class _Commands(click.Group):
         from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
         from alphagen_dagster.report import ReportError
+        from alphagen_dagster.service import ServiceRunningError
 
         try:
             return super().invoke(ctx)
         except (SettingsError, BrokenHomeError, HealthPortError, ReportError, StoreOpenError,
-                StoreLockedError) as exc:
+                StoreLockedError, ServiceRunningError) as exc:
             raise click.ClickException(str(exc)) from None
 
 

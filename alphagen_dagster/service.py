@@ -3,13 +3,15 @@
 The service is two processes on the project's workspace and one DAGSTER_HOME: the Dagster
 daemon (sensors, run queue; it launches the minute and session runs) and the webserver (the
 UI), bound to 127.0.0.1 unless told otherwise. Both are started in their own process group,
-so stopping the service stops every run they launched too.
+so stopping the service stops every run they launched too. One service per DAGSTER_HOME: a
+second daemon on it would evaluate every sensor twice (`make ui` takes the same lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
@@ -31,6 +33,32 @@ OPS_SETTINGS = ("ALPHAGEN_HEALTH_", "ALPHAGEN_ALERT_", "ALPHAGEN_LOG_", "ALPHAGE
                 "ALPHAGEN_MINUTE_LATE_")
 
 
+# In DAGSTER_HOME: flock()ed by the service's processes while they live; holds its starter's pid.
+SERVICE_LOCK = ".alphagen-service.lock"
+
+
+class ServiceRunningError(RuntimeError):
+    """Another service (`alphagen run`, `make ui`) already serves this Dagster home."""
+
+
+def hold_service_lock(home: Path) -> int:
+    """A descriptor holding `home`'s service lock. The lock lasts while any process holding the
+    descriptor lives (the daemon and the webserver get it too), so a service whose starter was
+    killed still keeps a second one out."""
+    fd = os.open(home / SERVICE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ServiceRunningError(
+            f"another service (started by pid {holder}) already serves the Dagster home {home}: a second daemon "
+            "would run every sensor twice; stop that one first") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def settings_from_env(env: dict[str, str]) -> Any:
     """The settings the service's processes will read from `env`."""
     from alphagen_core.operations.settings import Settings, load_settings
@@ -50,6 +78,7 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
         commands.append([str(BIN / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)])
     procs = []
     logs = []
+    lock = hold_service_lock(Path(env["DAGSTER_HOME"]))
     # A SIGTERM to us must still stop the service's process group (the finally below).
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -60,7 +89,7 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
                 out = open(log_dir / f"{Path(cmd[0]).name}.log", "ab")  # noqa: SIM115 - closed below
                 logs.append(out)
             procs.append(subprocess.Popen(cmd, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                          start_new_session=True))
+                                          start_new_session=True, pass_fds=(lock,)))
         if health:
             from alphagen_dagster.health import health_server
 
@@ -73,6 +102,7 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
             _stop_group(proc)
         for f in logs:
             f.close()
+        os.close(lock)
         signal.signal(signal.SIGTERM, previous)
 
 
