@@ -28,6 +28,7 @@ from alphagen_core.persistence.store import Store
 from alphagen_core.persistence.tables import TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import BACKFILL_HINT
+from alphagen_dagster.instance import prepare_home
 from tests.processes import PROJECT_DIR, clean_environ, free_port, venv_bin
 
 pytestmark = pytest.mark.e2e
@@ -103,9 +104,9 @@ def _stop(proc: subprocess.Popen) -> None:
 def ui(tmp_path_factory) -> Iterator[UI]:
     root = tmp_path_factory.mktemp("ui")
     generate(dt.date.fromisoformat(DAYS[0]), dt.date.fromisoformat(DAYS[-1]), root / "flatfiles")
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    # Initialised before the daemon and the webserver open it at once, as `make ui` does: two
+    # processes making a new home's storages together leave it with two alembic heads.
+    home = prepare_home(root / "dagster_home", storage="sqlite")
     env = clean_environ(DAGSTER_HOME=str(home), ALPHAGEN_DUCKDB_PATH=str(root / "alphagen.duckdb"),
                         ALPHAGEN_FLATFILES_SOURCE=str(root / "flatfiles"), ALPHAGEN_CHART_DIR=str(root / "charts"))
     logs = root / "logs"
