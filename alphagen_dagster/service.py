@@ -4,7 +4,8 @@ The service is two processes on the project's workspace and one DAGSTER_HOME: th
 daemon (sensors, run queue; it launches the minute and session runs) and the webserver (the
 UI), bound to 127.0.0.1 unless told otherwise. Both are started in their own process group,
 so stopping the service stops every run they launched too. One service per DAGSTER_HOME: a
-second daemon on it would evaluate every sensor twice (`make ui` takes the same lock).
+second daemon on it would evaluate every sensor twice. `alphagen run` and `make ui` both start
+it here.
 """
 
 from __future__ import annotations
@@ -104,6 +105,26 @@ def service(env: dict[str, str], *, ui: bool = True, host: str = "127.0.0.1", po
             f.close()
         os.close(lock)
         signal.signal(signal.SIGTERM, previous)
+
+
+def serve_ui() -> None:
+    """`make ui`: the daemon and the webserver on the Dagster home (DAGSTER_HOME, default
+    .dagster_home/) at ALPHAGEN_UI_HOST:ALPHAGEN_UI_PORT (127.0.0.1:3000), until Ctrl-C."""
+    from alphagen_dagster.instance import dagster_home
+
+    home = dagster_home()
+    host, port = os.environ.get("ALPHAGEN_UI_HOST", "127.0.0.1"), int(os.environ.get("ALPHAGEN_UI_PORT", "3000"))
+    logs = home / "ui-logs"
+    try:
+        with service(dict(os.environ), host=host, port=port, log_dir=logs) as procs:
+            print(f"Dagster UI on http://{host}:{port}; the daemon's and the webserver's logs in {logs}; "
+                  "Ctrl-C stops", flush=True)
+            while all(p.poll() is None for p in procs):
+                time.sleep(1)
+    except ServiceRunningError as exc:
+        sys.exit(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

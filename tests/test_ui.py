@@ -1,5 +1,5 @@
 """The Dagster UI as a user drives it: a real dagster-webserver and dagster-daemon on loopback
-(the two processes `make ui` starts) over sample flat files, read and driven through GraphQL
+(the service `make ui` starts, `service.service`) over sample flat files, read and driven through GraphQL
 (the requests the UI's own pages send) and through headless Chromium.
 
 - Lineage: the eight tables and the dbt marts in one graph.
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -29,7 +27,8 @@ from alphagen_core.persistence.tables import TABLES
 from alphagen_core.sim.sample import generate
 from alphagen_dagster.assets import BACKFILL_HINT
 from alphagen_dagster.instance import prepare_home
-from tests.processes import PROJECT_DIR, clean_environ, free_port, venv_bin
+from alphagen_dagster.service import service
+from tests.processes import clean_environ, free_port
 
 pytestmark = pytest.mark.e2e
 EXPECTED = set(TABLES) | {"daily_pnl", "trades"}
@@ -82,24 +81,6 @@ class UI:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
 
 
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(args, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """The process and the code servers it started (its process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> Iterator[UI]:
     root = tmp_path_factory.mktemp("ui")
@@ -109,14 +90,9 @@ def ui(tmp_path_factory) -> Iterator[UI]:
     home = prepare_home(root / "dagster_home", storage="sqlite")
     env = clean_environ(DAGSTER_HOME=str(home), ALPHAGEN_DUCKDB_PATH=str(root / "alphagen.duckdb"),
                         ALPHAGEN_FLATFILES_SOURCE=str(root / "flatfiles"), ALPHAGEN_CHART_DIR=str(root / "charts"))
-    logs = root / "logs"
-    logs.mkdir()
     port = free_port()
-    ui = UI(f"http://127.0.0.1:{port}", env, logs)
-    daemon = _start([venv_bin("dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs / "daemon.log")
-    webserver = _start([venv_bin("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                       env, logs / "webserver.log")
-    try:
+    ui = UI(f"http://127.0.0.1:{port}", env, root / "logs")
+    with service(env, port=port, log_dir=ui.logs) as (_, webserver):  # the daemon and the webserver
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -127,9 +103,6 @@ def ui(tmp_path_factory) -> Iterator[UI]:
                     raise RuntimeError(f"webserver did not start:\n{ui.log_tail()}") from None
                 time.sleep(0.5)
         yield ui
-    finally:
-        _stop(webserver)
-        _stop(daemon)
 
 
 def test_lineage_graph_joins_tables_and_dbt_marts(ui):
