@@ -27,7 +27,7 @@ from alphagen_core.sim import Faults
 from alphagen_core.sim.days import write_sim_day
 from alphagen_core.sim.venues import SimVenues
 from alphagen_dagster.service import service, sim_env
-from tests.live.test_sim_session import DAY, _kill_session_job, _wait
+from tests.live.test_sim_session import DAY, SPEED, _kill_session_job, _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(900)]
 ALPHAGEN = Path(sys.executable).with_name("alphagen")
@@ -51,7 +51,7 @@ def _orders(venues: SimVenues) -> list[tuple[str, str]]:
 def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
     write_sim_day(DAY, tmp_path / "flatfiles", seed=SEED)
     # the stocks feed drops after its 6th message (the 09:44 bar or so); the reconnect backfills
-    venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache", speed=6.0,
+    venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache", speed=SPEED,
                        start=dt.time(9, 38), polygon_faults=Faults(drop_after_messages=6, max_drops=1, seed=1))
     tz = venues.clock.start.tzinfo
     at = lambda t: dt.datetime.combine(DAY, t, tzinfo=tz)  # noqa: E731
