@@ -50,9 +50,10 @@ def _orders(venues: SimVenues) -> list[tuple[str, str]]:
 
 def test_halt_kill_resume_flatten_and_a_websocket_drop_in_one_session(tmp_path):
     write_sim_day(DAY, tmp_path / "flatfiles", seed=SEED)
-    # the stocks feed drops after its 6th message (the 09:44 bar or so); the reconnect backfills
+    # the service has until the 09:39 bar closes (15 s at 12x) to start; the stocks feed drops
+    # after its 6th message (the 09:44 bar or so), and the reconnect backfills
     venues = SimVenues(day=DAY, source=str(tmp_path / "flatfiles"), cache_dir=tmp_path / "cache", speed=SPEED,
-                       start=dt.time(9, 38), polygon_faults=Faults(drop_after_messages=6, max_drops=1, seed=1))
+                       start=dt.time(9, 37), polygon_faults=Faults(drop_after_messages=6, max_drops=1, seed=1))
     tz = venues.clock.start.tzinfo
     at = lambda t: dt.datetime.combine(DAY, t, tzinfo=tz)  # noqa: E731
     end = at(dt.time(9, 59))

@@ -38,12 +38,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeou
 DAY = dt.date(2024, 12, 12)
 # The sim day of seed 18 (with the test's daily loss limit) decides an entry on the 09:39 bar, a
 # reversal with its rollover on the 09:46 bar, the loss-limit exit at 09:50, and a crossover on
-# the 09:53 bar that the limit drops; then it settles. At 10x a simulated minute takes 6 real
+# the 09:53 bar that the limit drops; then it settles. At 12x a simulated minute takes 5 real
 # seconds: the minute sensor's lead (15 real seconds) starts each minute's run before its bar
-# closes, so only the decision itself (about a second) falls inside the minute whose price the
-# replay fills at. From 09:36 the service has three simulated minutes (18 s) to start.
+# closes, so only the decision itself (well under a second) falls inside the minute whose price
+# the replay fills at. From 09:36 the service has until the 09:39 bar closes (20 s) to start.
 SEED = 18
-START, SPEED = dt.time(9, 36), 10.0
+START, SPEED = dt.time(9, 36), 12.0
 BRACKETS = ("stop_loss", "take_profit")
 
 
