@@ -40,6 +40,7 @@ from alphagen_core.persistence.store import Store
 from alphagen_dagster.dbt_executable import (
     DBT_PROJECT_DIR,
     DUCKDB_PATH_VARIABLE,
+    PARSE_DUCKDB_PATH,
     WORKER_VARIABLE,
     WarmDbt,
 )
@@ -55,9 +56,6 @@ from alphagen_dagster.resources import SettingsResource, StoreResource
 # Set by the replay step on a run some of whose days failed: the dbt step still builds the
 # marts (so they match the days that landed), then fails the run.
 FAILED_DAYS_TAG = "alphagen/failed_days"
-# Parsing never opens the file, but the profile wants an absolute path; its name is the
-# database the manifest gives each table (`dagster/table_name`): the default file's.
-PARSE_DUCKDB_PATH = "/tmp/alphagen-dbt-parse/alphagen.duckdb"
 # Every build here: no dbt.log (dbt scrubs each of its lines for secrets), no run artifacts
 # (the results arrive as events), no colour codes in the output; dbt's unit tests check the SQL
 # on hand-made rows, not the data, so the test suite runs them, not the step.

@@ -44,6 +44,11 @@ WORKER_START_WAIT_S = 10.0
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_pnl"
 # The profile reads the DuckDB file from this variable (an absolute path).
 DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
+# Parsing never opens the file, but the profile wants an absolute path; its name is the
+# database the manifest gives each table (`dagster/table_name`): the default file's.
+PARSE_DUCKDB_PATH = Path("/tmp/alphagen-dbt-parse/alphagen.duckdb")
+# dbt's partial-parse state of the project as `make setup` parsed it, under PARSE_DUCKDB_PATH.
+SETUP_PARSE_STATE = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
 _QUIET = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
 
 
@@ -142,6 +147,7 @@ def _serve(socket_path: str, target: str) -> None:
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.cli.main import dbtRunner
 
+    os.environ[DUCKDB_PATH_VARIABLE] = parse_path(os.environ[DUCKDB_PATH_VARIABLE], Path(target))
     parsed = dbtRunner().invoke(["parse", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
                                  str(DBT_PROJECT_DIR), "--target-path", target, *_QUIET])
     runner = dbtRunner(manifest=parsed.result) if parsed.success else None
@@ -150,6 +156,24 @@ def _serve(socket_path: str, target: str) -> None:
         conn, _ = server.accept()
         with conn, contextlib.suppress(OSError):  # a caller that went away: wait for the next
             _serve_one(conn, runner, quiet, DuckDBConnectionManager.close_all_connections)
+
+
+def parse_path(db_path: str, target: Path) -> str:
+    """The DuckDB path the worker parses the project under. dbt's partial parse is keyed on the
+    profile, the file's path included, so each new file would parse the project in full. A file
+    of the name setup parsed for has the same manifest (a DuckDB file's name is its database's),
+    so it is parsed under setup's path, from a copy of setup's state when its target has none.
+    The builds then run on the manifest against the file itself (each request's environment)."""
+    path = Path(db_path)
+    if not (path.is_absolute() and path.name == PARSE_DUCKDB_PATH.name and SETUP_PARSE_STATE.exists()):
+        return db_path  # a relative path fails the parse, as the profile says why
+    state = target / SETUP_PARSE_STATE.name
+    if not state.exists():
+        target.mkdir(parents=True, exist_ok=True)
+        copy = target / f".{state.name}.{os.getpid()}"
+        shutil.copyfile(SETUP_PARSE_STATE, copy)
+        copy.replace(state)  # whole or not at all, for a second run on the same file
+    return str(PARSE_DUCKDB_PATH)
 
 
 def _serve_one(conn: socket.socket, runner: Any, quiet: int, release_file: Any) -> None:

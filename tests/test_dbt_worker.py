@@ -27,8 +27,11 @@ from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
 from alphagen_dagster.dbt_executable import (
     DBT_PROJECT_DIR,
     DUCKDB_PATH_VARIABLE,
+    PARSE_DUCKDB_PATH,
+    SETUP_PARSE_STATE,
     WORKER_VARIABLE,
     WarmDbt,
+    parse_path,
 )
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
@@ -53,16 +56,19 @@ def build(db: Path, target: Path, worker: WarmDbt | None = None) -> tuple[int, d
     return invocation.process.returncode, results, {e["info"]["pid"] for e in events}
 
 
-def twin_files(tmp_path: Path, broken: bool = False) -> tuple[Path, Path]:
-    """Two DuckDB files with the same rows (with an execution whose intent is missing, if broken)."""
-    first = tmp_path / "a.duckdb"
+def twin_files(tmp_path: Path, broken: bool = False, name: str = "a.duckdb") -> tuple[Path, Path]:
+    """Two DuckDB files named `name` with the same rows (with an execution whose intent is
+    missing, if broken)."""
+    first = tmp_path / "first" / name
+    first.parent.mkdir()
     store = Store(first)
     write_good_data(store)
     if broken:
         orphan = execution("orphan-e1", "no-such-intent", "p4", at(DAY2, 11, 0), CALL,
                            "SELL_TO_OPEN", "CANCELED", 1, None, 0.0, 0.0)  # fmt: skip
         store.write({"executions": [orphan]}, RowMeta("replay", DAY2, V_NEW, "run-day2"))
-    second = tmp_path / "b.duckdb"
+    second = tmp_path / "second" / name
+    second.parent.mkdir()
     shutil.copy(first, second)
     return first.resolve(), second.resolve()
 
@@ -74,9 +80,12 @@ def marts(db: Path) -> dict[str, list[dict] | None]:
             for t in ("daily_pnl", "trades", "performance_summary")}
 
 
-@pytest.mark.parametrize("broken", [False, True], ids=["passing", "a failing test"])
-def test_a_build_in_the_worker_equals_dbts_own(tmp_path: Path, broken: bool):
-    in_worker, by_dbt = twin_files(tmp_path, broken)
+# A file named as setup's parse file is parsed from setup's state (dbt_executable.parse_path),
+# another in full under its own path: both builds must be dbt's own.
+@pytest.mark.parametrize(("broken", "name"), [(False, PARSE_DUCKDB_PATH.name), (True, "research.duckdb")],
+                         ids=["passing", "a failing test"])
+def test_a_build_in_the_worker_equals_dbts_own(tmp_path: Path, broken: bool, name: str):
+    in_worker, by_dbt = twin_files(tmp_path, broken, name)
     target = tmp_path / "target"
     worker = WarmDbt(in_worker, target)
     try:
@@ -91,6 +100,18 @@ def test_a_build_in_the_worker_equals_dbts_own(tmp_path: Path, broken: bool):
     built = marts(in_worker)
     assert built == marts(by_dbt)
     assert bool(built["daily_pnl"]) != broken  # a failed test skips the marts after it
+
+
+def test_a_file_named_as_setups_is_parsed_from_setups_state_and_another_under_its_own_path(tmp_path: Path):
+    target = tmp_path / "target"
+    other = str(tmp_path / "research.duckdb")
+    assert parse_path(other, target) == other and not target.exists()
+    assert parse_path(str(tmp_path / PARSE_DUCKDB_PATH.name), target) == str(PARSE_DUCKDB_PATH)
+    state = target / SETUP_PARSE_STATE.name
+    assert state.read_bytes() == SETUP_PARSE_STATE.read_bytes()
+    state.write_bytes(b"a later parse")  # the target's own state is left alone
+    assert parse_path(str(tmp_path / PARSE_DUCKDB_PATH.name), target) == str(PARSE_DUCKDB_PATH)
+    assert state.read_bytes() == b"a later parse" and sorted(p.name for p in target.iterdir()) == [state.name]
 
 
 def test_a_build_that_comes_before_the_worker_listens_waits_for_it(tmp_path: Path):
