@@ -62,7 +62,8 @@ else
   "${PYTEST[@]}" "${XDIST[@]}" "${SPARE_TESTS[@]}" || status=1
 fi
 
-"${PYTEST[@]}" -m simulated_session || status=1
+# only their folder: collecting the whole suite first would delay the first session by seconds
+"${PYTEST[@]}" -m simulated_session tests/sessions || status=1
 # From here on the spare_cpu modules share the CPU as equals: starved beside the tests below,
 # their own waits (a killed process reaped within a minute) would fail.
 [ -z "$spare" ] || weigh normal

@@ -26,6 +26,7 @@ import pytest
 from tests.processes import clean_environ, free_port, venv_bin
 
 LAYERS = ("unit", "integration", "e2e")
+SESSIONS = "tests/sessions/"
 # The modules that take longest, longest first (their figures: BENCHMARKS.md, "Test suite").
 SLOWEST_FIRST = (
     "tests/test_replay_cli_failures.py",
@@ -47,10 +48,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         layers = sorted({m.name for m in item.iter_markers() if m.name in LAYERS})
         if len(layers) != 1:
             wrong.append(f"  {item.nodeid}: {layers or 'none'}")
+        # `make test` runs the sessions from their folder alone (scripts/test.sh)
+        if item.get_closest_marker("simulated_session") and not item.nodeid.startswith(SESSIONS):
+            wrong.append(f"  {item.nodeid}: a simulated_session outside {SESSIONS}")
     _slowest_modules_first(items)
     if wrong:
         raise pytest.UsageError(
-            "every test needs exactly one of the markers unit, integration, e2e (see tests/conftest.py):\n"
+            "every test needs exactly one of the markers unit, integration, e2e, and a simulated session "
+            "lives in tests/sessions/ (see tests/conftest.py):\n"
             + "\n".join(wrong[:20]) + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else ""))
 
 

@@ -27,7 +27,7 @@ from alphagen_core.sim import Faults
 from alphagen_core.sim.days import write_sim_day
 from alphagen_core.sim.venues import SimVenues
 from alphagen_dagster.service import service, sim_env
-from tests.live.test_sim_session import DAY, SPEED, _kill_session_job, _wait
+from tests.sessions.test_sim_session import DAY, SPEED, _kill_session_job, _wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.simulated_session, pytest.mark.timeout(900)]
 ALPHAGEN = Path(sys.executable).with_name("alphagen")
