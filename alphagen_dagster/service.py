@@ -50,14 +50,28 @@ def hold_service_lock(home: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        starter = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
+        started = f"started by pid {starter}"
+        if not (starter.isdigit() and Path(f"/proc/{starter}").exists()):  # killed: what still holds it
+            holders = ", ".join(f"{pid} {name}" for pid, name in _holders(home / SERVICE_LOCK)) or "unknown"
+            started += f", which has exited; held by pid {holders}"
         raise ServiceRunningError(
-            f"another service (started by pid {holder}) already serves the Dagster home {home}: a second daemon "
+            f"another service ({started}) already serves the Dagster home {home}: a second daemon "
             "would run every sensor twice; stop that one first") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _holders(path: Path) -> list[tuple[int, str]]:
+    """(pid, program) of each process with `path` open (this user's: /proc hides the rest)."""
+    found, target = [], str(path.resolve())
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
+                found.append((int(proc.name), (proc / "comm").read_text().strip()))
+    return sorted(found)
 
 
 def settings_from_env(env: dict[str, str]) -> Any:

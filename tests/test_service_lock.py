@@ -50,8 +50,9 @@ def test_the_lock_outlives_a_killed_starter_while_its_child_lives_and_no_longer(
         assert str(refused.value) == _refused_message(tmp_path, starter.pid)
         starter.kill()
         starter.wait(timeout=30)
-        with pytest.raises(ServiceRunningError):  # the child still holds it
+        with pytest.raises(ServiceRunningError) as refused:  # the child still holds it, and is named
             hold_service_lock(tmp_path)
+        assert f"(started by pid {starter.pid}, which has exited; held by pid {child} python" in str(refused.value)
     finally:
         os.kill(child, signal.SIGKILL)
     deadline = time.monotonic() + 30
