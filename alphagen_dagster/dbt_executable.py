@@ -173,7 +173,7 @@ def parse_path(db_path: str, target: Path) -> str:
         copy = target / f".{state.name}.{os.getpid()}"
         shutil.copyfile(SETUP_PARSE_STATE, copy)
         copy.replace(state)  # whole or not at all, for a second run on the same file
-    return str(PARSE_DUCKDB_PATH)
+    return str(PARSE_DUCKDB_PATH.resolve())  # as setup's parse spelled it (dbt.duckdb_path_for_dbt)
 
 
 def _serve_one(conn: socket.socket, runner: Any, quiet: int, release_file: Any) -> None:
