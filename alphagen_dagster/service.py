@@ -53,9 +53,10 @@ def hold_service_lock(home: Path) -> int:
         starter = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         started = f"started by pid {starter}"
-        if not (starter.isdigit() and Path(f"/proc/{starter}").exists()):  # killed: what still holds it
-            holders = ", ".join(f"{pid} {name}" for pid, name in _holders(home / SERVICE_LOCK)) or "unknown"
-            started += f", which has exited; held by pid {holders}"
+        holders = _holders(home / SERVICE_LOCK)
+        if starter not in (str(pid) for pid, _ in holders):  # killed: name what still holds it
+            held = ", ".join(f"{pid} {name}" for pid, name in holders) or "unknown"
+            started += f", which has exited; held by pid {held}"
         raise ServiceRunningError(
             f"another service ({started}) already serves the Dagster home {home}: a second daemon "
             "would run every sensor twice; stop that one first") from None
