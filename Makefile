@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 # dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
 # worker (loadfile: its module fixtures are built once), slowest modules first (the order
 # tests/conftest.py gives them; --no-loadscope-reorder keeps it). scripts/test.sh runs the
-# simulated sessions one at a time with only the spare_cpu modules beside them, on idle CPU.
+# simulated sessions one at a time with only the spare_cpu modules and the unit tests beside
+# them, on idle CPU, and the rest after them on one worker more.
 TEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

@@ -17,7 +17,9 @@ file.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from tests.processes import clean_environ, free_port, venv_bin
 
 LAYERS = ("unit", "integration", "e2e")
 SESSIONS = "tests/sessions/"
+START_AFTER = "ALPHAGEN_TESTS_START_AFTER"
+START_AFTER_WAIT_S = 3600.0  # two simulated sessions at most (each times out at 900 s), and more
 # The modules that take longest, longest first (their figures: BENCHMARKS.md, "Test suite").
 SLOWEST_FIRST = (
     "tests/test_replay_cli_failures.py",
@@ -39,6 +43,9 @@ SLOWEST_FIRST = (
     "tests/live/test_doctor.py",
     "tests/test_postgres_instance.py",
     "tests/test_event_log_storage.py",
+    # mostly waiting (reconnects, timeouts): started early, they overlap the CPU-bound modules
+    "tests/adapters/test_polygon_adapter.py",
+    "tests/test_operations_units.py",
 )
 
 
@@ -57,6 +64,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "every test needs exactly one of the markers unit, integration, e2e, and a simulated session "
             "lives in tests/sessions/ (see tests/conftest.py):\n"
             + "\n".join(wrong[:20]) + (f"\n  ... and {len(wrong) - 20} more" if len(wrong) > 20 else ""))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """`make test` starts the tests that are neither spare_cpu nor unit while the simulated
+    sessions still run, so that their collection uses the CPU the sessions leave idle, and holds
+    them here until the sessions have ended: scripts/test.sh then creates the file START_AFTER
+    names."""
+    start_after = os.environ.get(START_AFTER)
+    if not start_after:
+        return
+    deadline = time.monotonic() + START_AFTER_WAIT_S
+    while not Path(start_after).exists():
+        if time.monotonic() > deadline:
+            raise pytest.UsageError(f"{start_after} did not appear within {START_AFTER_WAIT_S:g} s")
+        time.sleep(0.2)
 
 
 def _slowest_modules_first(items: list[pytest.Item]) -> None:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("alphagen_core", "alphagen_dagster")
 
 
+@pytest.mark.integration
 def test_import_linter_contracts_are_kept() -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True, text=True)
@@ -52,6 +51,7 @@ def modules_in_architecture_md() -> set[str]:
     return named
 
 
+@pytest.mark.unit
 def test_architecture_md_draws_the_tree_on_disk() -> None:
     on_disk, drawn = modules_on_disk(), modules_in_architecture_md()
     assert drawn, "ARCHITECTURE.md has no tree under '## Layers'"
@@ -59,6 +59,7 @@ def test_architecture_md_draws_the_tree_on_disk() -> None:
     assert sorted(drawn - on_disk) == [], "ARCHITECTURE.md names modules that do not exist"
 
 
+@pytest.mark.unit
 def test_only_the_one_redactor_masks_secrets() -> None:
     """Secrets are masked by alphagen_core/operations/redaction.py alone: no other module
     writes the mask itself (it registers its secrets and calls `redact`)."""
@@ -97,6 +98,7 @@ def private_modules_named(path: Path) -> list[str]:
     return [name for name in named if PRIVATE_MODULE.match(name)]
 
 
+@pytest.mark.unit
 def test_no_code_uses_a_private_dagster_or_dbt_module() -> None:
     found = {
         p.relative_to(REPO).as_posix(): names
@@ -108,6 +110,7 @@ def test_no_code_uses_a_private_dagster_or_dbt_module() -> None:
     assert set(found) == ALLOWED_PRIVATE  # each still needs its exemption
 
 
+@pytest.mark.integration
 def test_no_file_cites_a_spec_section_number() -> None:
     """SPEC.md is not in the repository: a section number would point nowhere, and go stale."""
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout

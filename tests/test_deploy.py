@@ -122,7 +122,7 @@ def test_the_backup_script_exports_a_snapshot_that_imports_back(tmp_path):
         assert con.execute("SELECT count(*), sum(n) FROM executions WHERE mode = 'paper'").fetchone() == (100, 4950)
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # the wrapper script, in a subprocess
 def test_alphagen_as_service_reads_the_settings_file(tmp_path):
     settings = tmp_path / "alphagen.env"
     settings.write_text("ALPHAGEN_MODE=not-a-mode\n")

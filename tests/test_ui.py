@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,21 @@ def ui(tmp_path_factory) -> Iterator[UI]:
         yield ui
 
 
+@pytest.fixture(scope="module", autouse=True)
+def replay_backfill(ui) -> str:
+    """What the replay job's *Materialize…* dialog sends for a range of partitions (its partition
+    set, the job's assets, the partitions; dagster-webserver 1.13.27's bundled UI), launched as
+    the module starts: the daemon looks for new backfills every 30 s, and the lineage tests run
+    meanwhile. The backfill's id."""
+    params = {"selector": {"partitionSetName": "replay_partition_set",
+                           "repositorySelector": {"repositoryLocationName": "alphagen",
+                                                  "repositoryName": "__repository__"}},
+              "assetSelection": ui.group_assets(), "partitionNames": DAYS, "fromFailure": False, "tags": []}
+    launched = ui.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
 def test_lineage_graph_joins_tables_and_dbt_marts(ui):
     deadline = time.monotonic() + 60
     while True:  # the code location loads in the background after the server answers
@@ -139,22 +155,22 @@ def _daily_pnl(duckdb_path: str) -> list[dict]:
     return rows.to_dicts()
 
 
-def test_a_backfill_from_the_replay_jobs_page_runs_once_and_matches_the_cli(ui, alphagen, tmp_path):
-    """What the replay job's *Materialize…* dialog sends for a range of partitions (its partition
-    set, the job's assets, the partitions; dagster-webserver 1.13.27's bundled UI): the daemon
-    launches one run for the range (the single-run backfill policy), and its tables and P/L are
-    those of `alphagen replay` over the same days."""
-    params = {"selector": {"partitionSetName": "replay_partition_set",
-                           "repositorySelector": {"repositoryLocationName": "alphagen",
-                                                  "repositoryName": "__repository__"}},
-              "assetSelection": ui.group_assets(), "partitionNames": DAYS, "fromFailure": False, "tags": []}
-    launched = ui.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline = time.monotonic() + 300
-    while (backfill := ui.graphql(BACKFILL, {"id": launched["backfillId"]})["partitionBackfillOrError"])[
-            "status"] not in BACKFILL_DONE:
-        assert time.monotonic() < deadline, f"the backfill did not end: {backfill}\n{ui.log_tail()}"
-        time.sleep(1)
+def test_a_backfill_from_the_replay_jobs_page_runs_once_and_matches_the_cli(ui, replay_backfill, alphagen,
+                                                                           tmp_path):
+    """The daemon launches one run for the range (the single-run backfill policy), and its
+    tables and P/L are those of `alphagen replay` over the same days (run meanwhile)."""
+    cli_db = str(tmp_path / "cli.duckdb")
+    with ThreadPoolExecutor(1) as pool:
+        replaying = pool.submit(alphagen, "replay", "--start", DAYS[0], "--end", DAYS[-1], timeout=300,
+                                env={"ALPHAGEN_DUCKDB_PATH": cli_db, "DAGSTER_HOME": str(tmp_path / "home"),
+                                     "ALPHAGEN_FLATFILES_SOURCE": ui.env["ALPHAGEN_FLATFILES_SOURCE"],
+                                     "ALPHAGEN_CHART_DIR": str(tmp_path / "charts")})
+        deadline = time.monotonic() + 300
+        while (backfill := ui.graphql(BACKFILL, {"id": replay_backfill})["partitionBackfillOrError"])[
+                "status"] not in BACKFILL_DONE:
+            assert time.monotonic() < deadline, f"the backfill did not end: {backfill}\n{ui.log_tail()}"
+            time.sleep(1)
+        done = replaying.result()
     assert backfill["status"] == "COMPLETED_SUCCESS", f"{backfill}\n{ui.log_tail()}"
     [run] = backfill["runs"]
     tags = {t["key"]: t["value"] for t in run["tags"]}
@@ -164,11 +180,6 @@ def test_a_backfill_from_the_replay_jobs_page_runs_once_and_matches_the_cli(ui, 
     db = ui.env["ALPHAGEN_DUCKDB_PATH"]
     replayed = Store(db).query("SELECT DISTINCT session_date FROM equity_bars ORDER BY 1")["session_date"]
     assert [d.isoformat() for d in replayed] == DAYS
-    cli_db = str(tmp_path / "cli.duckdb")
-    done = alphagen("replay", "--start", DAYS[0], "--end", DAYS[-1], timeout=300,
-                    env={"ALPHAGEN_DUCKDB_PATH": cli_db, "DAGSTER_HOME": str(tmp_path / "home"),
-                         "ALPHAGEN_FLATFILES_SOURCE": ui.env["ALPHAGEN_FLATFILES_SOURCE"],
-                         "ALPHAGEN_CHART_DIR": str(tmp_path / "charts")})
     assert done.returncode == 0, done.stderr[-3000:]
     backfilled = _daily_pnl(db)
     assert [r["trade_date"].isoformat() for r in backfilled] == DAYS
