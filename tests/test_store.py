@@ -26,11 +26,13 @@ import polars as pl
 import pytest
 
 from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote_rows
+from alphagen_core.domain.models import ControlEvent, TradingState
 from alphagen_core.persistence.store import (
     RowMeta,
     Store,
     StoreLockedError,
     StoreOpenError,
+    UnchangedReads,
 )
 from alphagen_core.persistence.tables import META_COLUMNS, TABLES
 from tests.builders import at, make_engine
@@ -95,6 +97,40 @@ def session_rows():
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(tmp_path / "alphagen.duckdb", lock_timeout_s=30)
+
+
+# ---- polling: a read is answered again only while nothing was written --------------------
+
+
+def _age(path: Path) -> None:
+    """Back-date the file and its WAL by a minute, as if the last write were long ago."""
+    for p in (path, path.with_name(f"{path.name}.wal")):
+        if p.exists():
+            then = time.time() - 60
+            os.utime(p, (then, then))
+
+
+@pytest.mark.unit
+def test_a_polled_read_is_reused_only_while_the_file_is_unchanged_since_a_settled_look(store):
+    reads = UnchangedReads(store)
+    meta = RowMeta("paper", DAY, "control", "run-1")
+    calls = []
+
+    def count() -> int:
+        calls.append(1)
+        return store.query("SELECT count(*) AS n FROM control_events")["n"][0]
+
+    store.ensure_schema()
+    for written in range(1, 31):  # each write comes at once after a reused read: never missed
+        _age(store.path)
+        assert reads.read("n", count) == written - 1
+        before = len(calls)
+        assert reads.read("n", count) == written - 1 and len(calls) == before  # settled: reused
+        store.write({"control_events": [ControlEvent(at(DAY, "10:00") + dt.timedelta(seconds=written), TradingState.HALTED, "t", "test")]}, meta)
+        assert reads.read("n", count) == written and len(calls) == before + 1
+        assert reads.read("n", count) == written and len(calls) == before + 2  # just written: read again
+    other = UnchangedReads(store)  # names are cached apart, and per reader
+    assert other.read("n", count) == 30 and reads.read("m", count) == 30
 
 
 # ---- schema and round trip -------------------------------------------------------------

@@ -62,7 +62,7 @@ from alphagen_core.persistence.rows import (
     intents_from,
     quote_rows,
 )
-from alphagen_core.persistence.store import RowMeta, Store
+from alphagen_core.persistence.store import RowMeta, Store, UnchangedReads
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +135,7 @@ class SessionTrader:
         alert: Callable[..., None] = lambda key, kind, title, **fields: None,
     ) -> None:
         self.store, self.broker, self.market = store, broker, market
+        self._polled = UnchangedReads(store)  # table 7 and control_events, polled all session
         self.settings, self.session, self.clock, self.t = settings, session, clock, timings
         self.risk = settings.risk_config()
         self.route = route(settings)
@@ -301,7 +302,8 @@ class SessionTrader:
     # ---- intents ------------------------------------------------------------------------------
 
     def _intents(self) -> list[TradeIntent]:
-        return intents_from(self._session_rows("trade_intents", "ORDER BY est_timestamp, intent_id"))
+        return self._polled.read("intents", lambda: intents_from(
+            self._session_rows("trade_intents", "ORDER BY est_timestamp, intent_id")))
 
     def _events(self) -> list[Execution]:
         return executions_from(self._session_rows("executions"))
@@ -529,7 +531,7 @@ class SessionTrader:
 
     def _read_control(self) -> None:
         self._last_control_poll = time.monotonic()
-        event = current_state(self.store, self.meta.mode, self.session.date)
+        event = self._polled.read("control", lambda: current_state(self.store, self.meta.mode, self.session.date))
         state = state_of(event)
         if state is not self.state:
             log.warning("trader.state", state=state.value, was=self.state.value)
