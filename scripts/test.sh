@@ -47,8 +47,9 @@ in_cgroup() { cat "$CGROUP/cgroup.procs" 2>/dev/null; }
 
 in_idle_cgroup() { ( echo "$BASHPID" > "$CGROUP/cgroup.procs" && exec "$@" ); }
 
-stop_background() {  # on exit; after Ctrl-C, everything still in the cgroup (a script's background
-                # job ignores SIGINT, and the tests' replays have sessions of their own)
+# On exit, and after Ctrl-C: everything still in the cgroup (a script's background job ignores
+# SIGINT, and the tests' replays have sessions of their own).
+stop_background() {
   if [ -n "$spare$rest" ]; then
     # shellcheck disable=SC2046
     kill -TERM $(in_cgroup) 2>/dev/null

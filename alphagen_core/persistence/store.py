@@ -225,7 +225,7 @@ class FileStamp:
     settled: bool
 
 
-def file_stamp(path: Path) -> FileStamp:
+def _file_stamp(path: Path) -> FileStamp:
     now = time.time_ns()
     files = tuple(_stat(p) for p in (path, path.with_name(f"{path.name}.wal")))
     newest = max((f[0] for f in files if f is not None), default=0)
@@ -242,15 +242,16 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
 
 class UnchangedReads:
     """A poller's reads, each answered from its last result while the file is unchanged since a
-    settled look taken before that result was read. Opening DuckDB costs about 10 ms of CPU even
-    for an unchanged file, and a session trader polls several times a second all day."""
+    settled look taken before that result was read: opening DuckDB costs CPU even for an
+    unchanged file, and a session trader polls several times a second all day (BENCHMARKS.md,
+    "Sixteenth session")."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._last: dict[str, tuple[FileStamp, Any]] = {}
 
     def read(self, name: str, read: Callable[[], T]) -> T:
-        stamp = file_stamp(self.store.path)
+        stamp = _file_stamp(self.store.path)
         last = self._last.get(name)
         if last is not None and last[0].settled and last[0].files == stamp.files:
             return last[1]
