@@ -25,8 +25,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote_rows
 from alphagen_core.domain.models import ControlEvent, TradingState
+from alphagen_core.persistence.rows import bar_rows, broker_position_rows, quote_rows
 from alphagen_core.persistence.store import (
     RowMeta,
     Store,
