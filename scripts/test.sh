@@ -6,7 +6,7 @@
 # them in a cgroup that gets only CPU no other process wants (cgroup v1 `cpu.idle`, else the
 # lowest `cpu.shares`), so it uses that idle core without delaying a session; every process it
 # starts stays in the cgroup:
-# - the `spare_cpu` modules (replays, dbt builds, CLI reports: no deadline tighter than a
+# - the `spare_cpu` modules (replays and dbt builds: long, but no deadline tighter than a
 #   minute) and the unit tests (no deadline at all) run at once;
 # - the rest, whose tests wait on tight deadlines, are collected at once but held until the
 #   sessions have ended (tests/conftest.py, START_AFTER).

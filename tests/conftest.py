@@ -33,8 +33,8 @@ START_AFTER = "ALPHAGEN_TESTS_START_AFTER"
 START_AFTER_WAIT_S = 3600.0  # two simulated sessions at most (each times out at 900 s), and more
 # The order `make test` starts the modules in (their figures: BENCHMARKS.md, "Test suite"),
 # longest first. xdist starts each worker on two modules, handing them out in this order worker
-# by worker, twice: so in the part held until the sessions end (4 workers) the modules after
-# test_doctor.py come shortest first, and the longest module's worker gets the shortest.
+# by worker, twice: so in the part held until the sessions end (4 workers) the four modules
+# after test_doctor.py come shortest first, and the longest module's worker gets the shortest.
 SLOWEST_FIRST = (
     "tests/test_ui.py",
     "tests/test_replay_cli_failures.py",
@@ -44,11 +44,11 @@ SLOWEST_FIRST = (
     "tests/test_dbt_pnl.py",
     "tests/test_dbt_worker.py",
     "tests/live/test_doctor.py",
+    "tests/test_event_log_storage.py",
     "tests/test_operations_units.py",  # mostly waiting (timeouts, reconnects)
     "tests/adapters/test_polygon_adapter.py",  # mostly waiting
     "tests/test_replay_cli_refusals.py",
     "tests/test_postgres_instance.py",
-    "tests/test_event_log_storage.py",
 )
 
 

@@ -44,7 +44,7 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from alphagen_dagster.storage import BatchingSqliteEventLogStorage
 
-pytestmark = [pytest.mark.integration, pytest.mark.spare_cpu]  # in-process, no deadline
+pytestmark = pytest.mark.integration
 
 PROJECT = Path(__file__).resolve().parent.parent
 BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"

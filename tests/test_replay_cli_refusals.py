@@ -20,7 +20,7 @@ import pytest
 from alphagen_core.adapters.polygon.flatfiles import stocks_key
 from tests.test_replay_cli import FIRST, FLAT, A, B, Cli, last_lines, write_flatfiles
 
-pytestmark = [pytest.mark.e2e, pytest.mark.spare_cpu]  # no deadline tighter than the replays' own
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.hand_marts import write_hand_marts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.spare_cpu]  # each command has a minute
+pytestmark = pytest.mark.e2e
 
 DAY = dt.date(2024, 12, 12)
 TRADES = [  # mode, entry, contract, entry price (credit), exit price (debit), reason
