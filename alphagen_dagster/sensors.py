@@ -30,7 +30,7 @@ from alphagen_dagster.jobs import minute_job, session_job
 MAX_CATCH_UP_MINUTES = 1  # minutes the sensor missed (an outage) are caught up by the next run
 # A minute's run is requested this many real seconds before the minute closes: a run's
 # process takes seconds to start (more on a busy machine), so it starts while the minute
-# ends, and the run then waits for the closed bar (live_minute.closed_bars).
+# ends, and the run then waits for the closed bar (live_minute.run_minute_increment).
 LEAD_SECONDS = 15.0
 MAX_SESSION_ATTEMPTS = 50
 HEARTBEAT_LOST_TAG = "alphagen/heartbeat_lost"

@@ -102,3 +102,42 @@ def test_a_restored_minute_is_replayed_under_the_trading_state_of_its_time(tmp_p
         run_minute_increment(store, market, settings, session(DAY), s.bar.start, "run-1", wait_for_bar_s=0)
     signals = store.query("SELECT signal_type, acted, drop_reason FROM signals ORDER BY est_timestamp")
     assert signals.rows() == [("bullish", False, "halted"), ("bearish", True, None)]
+
+
+class LateBarMarket(FrozenChainMarket):
+    """Publishes its bars from `first` on one at a time, one every `every` requests, and notes
+    how many minutes and trade intents the tables held as each was published."""
+
+    def __init__(self, closes: list[float], store: Store, first: int, every: int) -> None:
+        super().__init__(closes, frozen_at=None)
+        self.store, self.every, self.requests = store, every, 0
+        self.upto = self.slices[first - 1].bar.start
+        self.held_at_publish: dict[str, tuple[int, int]] = {}  # minute published: (minutes, intents)
+
+    def minute_bars(self, symbol: str, session_date: dt.date) -> list[Bar]:
+        self.requests += 1
+        if self.requests % self.every == 0 and self.upto < self.slices[-1].bar.start:
+            self.upto += MINUTE
+            held = self.store.query("SELECT (SELECT count(*) FROM equity_bars) AS m, "
+                                    "(SELECT count(*) FROM trade_intents) AS i").row(0)
+            self.held_at_publish[hm(self.upto)] = held
+        return super().minute_bars(symbol, session_date)
+
+
+def test_each_minute_is_decided_when_its_bar_closes_while_the_run_waits_for_its_own(tmp_path):
+    """The sensor asks for the newest minute only, up to its lead before it closes. A run that
+    starts with minutes closed and not processed (the first run after a restart) decides them
+    at once, and one that closes while it waits as soon as it is there, not together with the
+    run's own minute. Every minute is processed once."""
+    store = Store(tmp_path / "live.duckdb")
+    market = LateBarMarket(UP + [102.5], store, first=9, every=3)  # the crossover on the 11th bar
+    settings = Settings(_env_file=None, alphagen_mode="paper")
+    result = run_minute_increment(store, market, settings, session(DAY), market.slices[-1].bar.start, "run-1",
+                                  wait_for_bar_s=30)
+    minute = [hm(s.bar.start) for s in market.slices]
+    # published: the 10th, 11th, 12th bars; the tables held every minute before each of them
+    assert market.held_at_publish == {minute[9]: (9, 0), minute[10]: (10, 0), minute[11]: (11, 1)}
+    assert [hm(m) for m in result.minutes] == minute
+    assert len(result.intents) == 1 and result.rows["equity_bars"] == len(minute)
+    stored = store.query("SELECT est_timestamp FROM equity_bars ORDER BY 1")["est_timestamp"].to_list()
+    assert stored == [s.bar.start for s in market.slices]
