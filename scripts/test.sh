@@ -16,6 +16,17 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+# One `make test` at a time on a machine (another terminal, another clone): two would share the
+# CPU that the simulated sessions' deadlines assume is theirs, and fail them. A second waits.
+# The tests get no copy of the lock (9>&- below), so it ends with this script.
+LOCK=${ALPHAGEN_TESTS_LOCK:-${TMPDIR:-/tmp}/alphagen-make-test-$(id -u).lock}
+exec 9>>"$LOCK"
+if ! flock -n 9; then
+  echo "another make test (pid $(cat "$LOCK")) is running on this machine: waiting for it to end"
+  flock 9
+fi
+echo "$$" > "$LOCK"
+
 # pytest caches each test module's rewritten bytecode only where Python may write bytecode; with
 # PYTHONDONTWRITEBYTECODE set (as on these machines) each of the suite's pytest processes would
 # rewrite and compile every test module anew (BENCHMARKS.md, "Sixteenth session").
@@ -68,18 +79,18 @@ if idle_cgroup; then
   spare_log=$(mktemp) rest_log=$(mktemp) sessions_ended=$(mktemp -u)
   logs=("$spare_log" "$rest_log" "$sessions_ended")
   echo "the other tests run beside the simulated sessions, in $CGROUP (their output comes last)"
-  in_idle_cgroup "${PYTEST[@]}" "${XDIST[@]}" "${SPARE[@]}" > "$spare_log" 2>&1 &
+  in_idle_cgroup "${PYTEST[@]}" "${XDIST[@]}" "${SPARE[@]}" > "$spare_log" 2>&1 9>&- &
   spare=$!
   ALPHAGEN_TESTS_START_AFTER=$sessions_ended in_idle_cgroup "${PYTEST[@]}" "${XDIST[@]}" "${REST[@]}" \
-    > "$rest_log" 2>&1 &
+    > "$rest_log" 2>&1 9>&- &
   rest=$!
 else
   echo "no cgroup for spare CPU here: the spare_cpu modules and unit tests run first, on their own"
-  "${PYTEST[@]}" "${XDIST[@]}" "${SPARE[@]}" || status=1
+  "${PYTEST[@]}" "${XDIST[@]}" "${SPARE[@]}" 9>&- || status=1
 fi
 
 # only their folder: collecting the whole suite first would delay the first session by seconds
-"${PYTEST[@]}" -m simulated_session tests/sessions || status=1
+"${PYTEST[@]}" -m simulated_session tests/sessions 9>&- || status=1
 
 if [ -n "$rest" ]; then
   # From here on the other tests share the CPU as equals: starved beside the rest, the
@@ -94,6 +105,6 @@ if [ -n "$rest" ]; then
   echo "--- the spare_cpu modules and unit tests:"
   cat "$spare_log"
 else
-  "${PYTEST[@]}" "${XDIST[@]}" "${REST[@]}" || status=1
+  "${PYTEST[@]}" "${XDIST[@]}" "${REST[@]}" 9>&- || status=1
 fi
 exit "$status"
