@@ -27,10 +27,10 @@ from alphagen_core.operations.settings import Mode, get_settings, load_settings
 from alphagen_dagster.instance import BAR_CLOSE_TAG
 from alphagen_dagster.jobs import minute_job, session_job
 
-MAX_CATCH_UP_MINUTES = 1  # minutes the sensor missed (an outage) are caught up by the next run
+MAX_CATCH_UP_MINUTES = 1  # closed minutes the sensor missed (an outage) are caught up by one run
 # A minute's run is requested this many real seconds before the minute closes: a run's
 # process takes seconds to start (more on a busy machine), so it starts while the minute
-# ends, and the run then waits for the closed bar (live_minute.run_minute_increment).
+# ends, and the run then waits for the closed bar (live_minute.closed_bars).
 LEAD_SECONDS = 15.0
 MAX_SESSION_ATTEMPTS = 50
 HEARTBEAT_LOST_TAG = "alphagen/heartbeat_lost"
@@ -45,18 +45,20 @@ def _default_status() -> DefaultSensorStatus:
 
 
 def closed_minutes(now: dt.datetime, cursor: str | None, lead: dt.timedelta = dt.timedelta(0)) -> list[dt.datetime]:
-    """The bars closed (or closing within `lead`) since the cursor's minute, at most
-    MAX_CATCH_UP_MINUTES of them."""
+    """The bars closed (or closing within `lead`) since the cursor's minute: of those already
+    closed, the newest MAX_CATCH_UP_MINUTES (its run catches up the others at once); each one
+    still to close within `lead` has a run of its own, which decides it as its bar closes."""
     sess = live_session_at(now)
     if sess is None:
         return []
+    closed = min(now.replace(second=0, microsecond=0) - MINUTE, sess.close - MINUTE)
     last = min((now + lead).replace(second=0, microsecond=0) - MINUTE, sess.close - MINUTE)
     first = sess.open
     if cursor:
         previous = dt.datetime.fromisoformat(cursor)
         if previous.date() == sess.date:
             first = max(first, previous + MINUTE)
-    first = max(first, last - (MAX_CATCH_UP_MINUTES - 1) * MINUTE)
+    first = max(first, closed - (MAX_CATCH_UP_MINUTES - 1) * MINUTE)
     out = []
     while first <= last:
         out.append(first)

@@ -120,12 +120,6 @@ class MinuteIncrement:
     intents: list[TradeIntent] = field(default_factory=list)
     engine_seconds: float = 0.0  # the engine's own time over the new minutes
 
-    def then(self, later: MinuteIncrement) -> MinuteIncrement:
-        """This increment followed by `later` (of the same run)."""
-        rows = {t: self.rows.get(t, 0) + later.rows.get(t, 0) for t in {**self.rows, **later.rows}}
-        return MinuteIncrement(self.minutes + later.minutes, rows, self.intents + later.intents,
-                               self.engine_seconds + later.engine_seconds)
-
 
 @dataclass
 class _Stored:
@@ -171,6 +165,18 @@ def with_minute_range(quote: OptionQuote, bar: Bar | None, half_spread: float) -
     return replace(quote, high=bar.high, low=bar.low, half_spread=half_spread)
 
 
+def closed_bars(market: MarketDataClient, symbol: str, sess: Session, upto: dt.datetime,
+                wait_s: float) -> list[Bar]:
+    """The session's closed bars up to `upto`, waiting (bounded) for `upto` itself: the run
+    may start just before the minute ends, and a source publishes a bar a moment after."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        bars = [b for b in market.minute_bars(symbol, sess.date) if b.start <= upto]
+        if (bars and bars[-1].start >= upto) or time.monotonic() >= deadline:
+            return bars
+        time.sleep(0.3)
+
+
 def run_minute_increment(
     store: Store,
     market: MarketDataClient,
@@ -181,40 +187,12 @@ def run_minute_increment(
     *,
     wait_for_bar_s: float = 30.0,
 ) -> MinuteIncrement:
-    """Process every closed minute up to `upto` not yet in the tables (normally just `upto`),
-    waiting (bounded) for `upto` itself: the sensor starts the run before the minute ends, and a
-    source publishes a bar a moment after.
-
-    A minute that closes while the run waits, or closed before it started and no run has
-    processed (a restart's catch-up, a run that came late), is decided as soon as its bar is
-    there, not together with `upto`: the sensor asks for the newest minute only, up to its lead
-    ahead, and the orders of the minutes before would wait that long.
+    """Process every closed minute up to `upto` not yet in the tables (normally just `upto`).
 
     Minute runs may overlap (a late one, the next one): they take turns on a file lock around
     read-compute-write, so each minute is computed once, from the rows before it."""
     version = version_row(BASE, settings)  # (git runs for it) before the bar closes, not after
-    symbol = settings.polygon_equity_ticker
-    last = last_minute(store, route(settings).mode.value, sess.date)
-    done = MinuteIncrement()
-    deadline = time.monotonic() + wait_for_bar_s
-    while True:
-        bars = [b for b in market.minute_bars(symbol, sess.date) if b.start <= upto]
-        if bars and (last is None or bars[-1].start > last):
-            done = done.then(_increment_in_turn(store, market, settings, sess, bars, run_id, version))
-            last = bars[-1].start  # these are in the tables now (this run's or another's)
-        if (bars and bars[-1].start >= upto) or time.monotonic() >= deadline:
-            return done
-        time.sleep(0.3)
-
-
-def last_minute(store: Store, mode: str, session_date: dt.date) -> dt.datetime | None:
-    """The last minute the tables hold for the session."""
-    return store.query("SELECT max(period_start) AS m FROM normalized_ticks WHERE mode = ? AND session_date = ? "
-                       "AND version = ?", [mode, session_date, session_version(session_date)])["m"][0]
-
-
-def _increment_in_turn(store: Store, market: MarketDataClient, settings: Settings, sess: Session, bars: list[Bar],
-                       run_id: str, version: dict[str, str]) -> MinuteIncrement:
+    bars = closed_bars(market, settings.polygon_equity_ticker, sess, upto, wait_for_bar_s)
     chain = market.option_chain(settings.polygon_options_underlying, sess.date)
     with _turn(store.path):
         return _increment(store, market, settings, sess, bars, chain, run_id, version)

@@ -78,6 +78,18 @@ def test_closed_minutes_stop_at_the_close_and_cap_the_catch_up():
     assert closed_minutes(dt.datetime(2024, 11, 27, 9, 46, 59, tzinfo=NY), cursor) == []
 
 
+def test_a_first_tick_catches_up_in_one_run_and_each_minute_still_to_close_has_its_own():
+    """A restart: the newest closed minute's run catches up the ones before it at once, and
+    each minute closing within the lead gets a run that decides it as its bar closes (one run
+    for the newest minute alone would decide the minutes before it only when that one closed)."""
+    at = lambda h, m: dt.datetime(2024, 11, 27, h, m, tzinfo=NY)  # noqa: E731
+    restart = dt.datetime(2024, 11, 27, 10, 15, 50, tzinfo=NY)  # 10 s before 10:15 closes, at 1x
+    assert closed_minutes(restart, None, dt.timedelta(seconds=15)) == [at(10, 14), at(10, 15)]
+    sim = dt.datetime(2024, 11, 27, 9, 38, 24, tzinfo=NY)  # at 12x the lead is three simulated minutes
+    assert closed_minutes(sim, None, dt.timedelta(minutes=3)) == [at(9, 37), at(9, 38), at(9, 39), at(9, 40)]
+    assert closed_minutes(sim + dt.timedelta(seconds=12), at(9, 40).isoformat(), dt.timedelta(minutes=3)) == []
+
+
 def test_session_sensor_launches_one_job_and_relaunches_a_dead_one(monkeypatch, tmp_path, instance):
     at(monkeypatch, tmp_path, dt.datetime(2024, 11, 27, 9, 40, tzinfo=NY))
     request = session_sensor(build_sensor_context(instance=instance))
