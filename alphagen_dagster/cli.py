@@ -481,9 +481,9 @@ def run(mode: str | None, host: str, port: int) -> None:
     traded = route(settings.model_copy(update={"alphagen_mode": Mode(mode)}))  # GateError: nothing starts
     home = dagster_home()
     env = {**os.environ, "ALPHAGEN_MODE": mode, "DAGSTER_HOME": str(home)}
-    click.echo(f"mode {traded.mode.value}, broker {traded.broker}; DuckDB {settings.alphagen_duckdb_path.resolve()}")
     logs = home / "service-logs"
-    with service(env, host=host, port=port, log_dir=logs, health=True) as procs:
+    with service(env, host=host, port=port, log_dir=logs, health=True) as procs:  # or refuses: nothing printed
+        click.echo(f"mode {traded.mode.value}, broker {traded.broker}; DuckDB {settings.alphagen_duckdb_path.resolve()}")
         click.echo(f"Dagster UI on http://{host}:{port}; logs in {logs}; Ctrl-C stops")
         if settings.alphagen_health_port:
             click.echo(f"health: http://{settings.alphagen_health_host}:{settings.alphagen_health_port}/health "

@@ -78,7 +78,7 @@ def test_alphagen_run_and_make_ui_refuse_a_home_another_service_serves(tmp_path)
     try:
         for command in ([venv_bin("alphagen"), "run", "--port", "1"], ["bash", "scripts/ui.sh"]):
             done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120)
-            assert done.returncode == 1, (command, done.stdout, done.stderr)
+            assert done.returncode == 1 and not done.stdout.strip(), (command, done.stdout, done.stderr)
             assert done.stderr.strip().splitlines()[-1].endswith(_refused_message(home, os.getpid())), done.stderr
         assert not (home / "service-logs").exists()  # `alphagen run` started nothing
     finally:
