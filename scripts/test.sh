@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 # CPU that the simulated sessions' deadlines assume is theirs, and fail them. A second waits.
 # The tests get no copy of the lock (9>&- below), so it ends with this script.
 LOCK=${ALPHAGEN_TESTS_LOCK:-${TMPDIR:-/tmp}/alphagen-make-test-$(id -u).lock}
-exec 9>>"$LOCK"
+exec 9>>"$LOCK" || { echo "make test: cannot open its lock file $LOCK (is TMPDIR a writable folder?)"; exit 1; }
 if ! flock -n 9; then
   echo "another make test (pid $(cat "$LOCK")) is running on this machine: waiting for it to end"
   flock 9

@@ -45,3 +45,15 @@ def test_a_second_make_test_waits_for_the_first_and_says_whose_turn_it_is(tmp_pa
     assert still_waiting, rest
     assert second.returncode != 0 and ".venv/bin/python" in rest, rest
     assert lock.read_text().strip() == str(second.pid)  # the lock now names the second
+
+
+def test_a_lock_file_that_cannot_be_opened_is_named_and_nothing_runs(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(PROJECT_DIR / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
+    lock = tmp_path / "no-such-folder" / "make-test.lock"
+    done = subprocess.run(["bash", str(tmp_path / "scripts" / "test.sh")], cwd=tmp_path,
+                          env=clean_environ(ALPHAGEN_TESTS_LOCK=str(lock)), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done
+    assert done.stdout.strip().splitlines()[-1] == \
+        f"make test: cannot open its lock file {lock} (is TMPDIR a writable folder?)", done.stdout
+    assert "another make test" not in done.stdout and ".venv" not in done.stdout + done.stderr
