@@ -19,15 +19,19 @@ from tests.processes import PROJECT_DIR, clean_environ
 pytestmark = pytest.mark.integration
 
 
+def _script_in(folder) -> str:
+    """A copy of scripts/test.sh in `folder`, which has no `.venv`."""
+    (folder / "scripts").mkdir()
+    return str(shutil.copy(PROJECT_DIR / "scripts" / "test.sh", folder / "scripts" / "test.sh"))
+
+
 def test_a_second_make_test_waits_for_the_first_and_says_whose_turn_it_is(tmp_path):
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(PROJECT_DIR / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
     lock = tmp_path / "make-test.lock"
     with open(lock, "w") as held:  # the first make test
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("4242\n")
         held.flush()
-        second = subprocess.Popen(["bash", str(tmp_path / "scripts" / "test.sh")], cwd=tmp_path,
+        second = subprocess.Popen(["bash", _script_in(tmp_path)], cwd=tmp_path,
                                   env=clean_environ(ALPHAGEN_TESTS_LOCK=str(lock)), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
@@ -48,10 +52,8 @@ def test_a_second_make_test_waits_for_the_first_and_says_whose_turn_it_is(tmp_pa
 
 
 def test_a_lock_file_that_cannot_be_opened_is_named_and_nothing_runs(tmp_path):
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(PROJECT_DIR / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
     lock = tmp_path / "no-such-folder" / "make-test.lock"
-    done = subprocess.run(["bash", str(tmp_path / "scripts" / "test.sh")], cwd=tmp_path,
+    done = subprocess.run(["bash", _script_in(tmp_path)], cwd=tmp_path,
                           env=clean_environ(ALPHAGEN_TESTS_LOCK=str(lock)), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done
     assert done.stdout.strip().splitlines()[-1] == \
