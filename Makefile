@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dbt's environment of its own (dbt_pnl/requirements.lock), linked as $(BIN)/dbt: the Dagster
+# processes import dagster-dbt without dbt-core (ARCHITECTURE.md, "dbt in an environment of its own").
+DBT_VENV := .venv-dbt
 # pytest-xdist workers: much of the suite waits on processes (CLI replays, the Dagster daemon,
 # dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
 # worker (loadfile: its module fixtures are built once), slowest modules first (the order
@@ -15,12 +18,15 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadsc
 
 .PHONY: setup demo test test-fast bench ui clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock dbt_pnl/requirements.lock pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(DBT_VENV)
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(DBT_VENV)/bin/python dbt_pnl/requirements.lock
+	ln -sfn ../../$(DBT_VENV)/bin/dbt $(BIN)/dbt
 	$(BIN)/python -c 'from alphagen_dagster.dbt import prepare_manifest; prepare_manifest()'
 	touch $@
 

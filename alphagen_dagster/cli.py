@@ -36,6 +36,7 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         from alphagen_core.operations.settings import SettingsError
         from alphagen_core.persistence.store import StoreLockedError, StoreOpenError
+        from alphagen_dagster.dbt_executable import DbtMissing
         from alphagen_dagster.health import HealthPortError
         from alphagen_dagster.instance import BrokenHomeError
         from alphagen_dagster.report import ReportError
@@ -43,7 +44,7 @@ class _Commands(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (SettingsError, BrokenHomeError, HealthPortError, ReportError, StoreOpenError,
+        except (SettingsError, BrokenHomeError, DbtMissing, HealthPortError, ReportError, StoreOpenError,
                 StoreLockedError, ServiceRunningError) as exc:
             raise click.ClickException(str(exc)) from None
 

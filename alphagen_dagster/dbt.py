@@ -7,8 +7,9 @@ their `meta.dagster.asset_key`. `DbtCliResource.cli` runs dbt as a subprocess an
 results back as materializations and check results; everything here that runs dbt (the step,
 the manifest's parse, the simulated session's summary, the benchmarks and tests) goes through it.
 
-Importing dagster-dbt imports much of dbt-core: the live code location never imports this
-module (import-linter contract).
+dbt is installed in an environment of its own, so dagster-dbt finds no dbt-core here and
+imports none of it (`dbt_executable.py`). The live code location never imports this module
+(import-linter contract).
 """
 
 import base64
@@ -19,7 +20,6 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from graphlib import TopologicalSorter
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from alphagen_dagster.dbt_executable import (
     PARSE_DUCKDB_PATH,
     WORKER_VARIABLE,
     WarmDbt,
+    dbt_version,
 )
 from alphagen_dagster.report import (
     PERFORMANCE_PNG,
@@ -73,10 +74,11 @@ class DbtCliWithoutAdapter(DbtCliResource):
     """DbtCliResource, less the dbt adapter its `cli` opens in this process before each run.
 
     dagster-dbt opens it only for `fetch_row_counts` and `fetch_column_metadata`, which nothing
-    here calls, and opening it parses every dbt macro. This overrides a private method of
-    dagster-dbt (ARCHITECTURE.md, "dbt's adapter not opened": the gain and the upgrade risk);
-    `tests/test_dbt_pnl.py` compares a build's events with the library's own resource and fails
-    if the method is gone."""
+    here calls. dbt-core is not installed here (its environment is its own), so the library's
+    resource would try, fail, and log a warning with a traceback before every dbt command. This
+    overrides a private method of dagster-dbt (ARCHITECTURE.md, "dbt's adapter not opened": the
+    upgrade risk); `tests/test_dbt_pnl.py` compares a build's events with the library's own
+    resource and fails if the method is gone."""
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
         return None
@@ -172,7 +174,7 @@ def _manifest_is_current() -> bool:
                *(p for folder in ("models", "macros", "tests") for p in (DBT_PROJECT_DIR / folder).rglob("*.*"))]
     if max(p.stat().st_mtime for p in sources) > manifest.stat().st_mtime:
         return False
-    return json.loads(manifest.read_text())["metadata"]["dbt_version"] == version("dbt-core")
+    return json.loads(manifest.read_text())["metadata"]["dbt_version"] == dbt_version("dbt-core")
 
 
 manifest = prepare_manifest()

@@ -2,7 +2,7 @@
 builds to.
 
 `alphagen-dbt ARGS`:
-- `--version` is answered from the installed packages' metadata. DbtCliResource asks it once
+- `--version` is answered from the metadata of dbt's environment. DbtCliResource asks it once
   per resource instance (every Dagster step) to tell dbt-core from dbt Fusion, and dbt answers
   by importing its whole CLI and asking PyPI for the latest release. The answer here has the
   same form (`Core: - installed: X.Y.Z`), from the same installed dbt-core.
@@ -10,6 +10,12 @@ builds to.
   by that worker (one still starting is waited for a few seconds); when there is none, or it
   cannot take the build, by dbt itself as below.
 - anything else is dbt itself (`exec`, same process).
+
+dbt lives in an environment of its own (`.venv-dbt`, from `dbt_pnl/requirements.lock`), which
+`make setup` links as `.venv/bin/dbt`: the Dagster processes then import dagster-dbt without
+dbt-core, which would otherwise import most of dbt into each of them (ARCHITECTURE.md, "dbt in an
+environment of its own"). So this module imports nothing but the standard library: the worker
+runs it as a script on dbt's interpreter.
 
 Why a warm worker: a dbt process spends most of its time starting, importing dbt-core and
 parsing the project, and the build itself is short (BENCHMARKS.md, "The warm dbt worker").
@@ -32,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from importlib.metadata import version
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +53,43 @@ DUCKDB_PATH_VARIABLE = "ALPHAGEN_DUCKDB_PATH"
 # Parsing never opens the file, but the profile wants an absolute path; its name is the
 # database the manifest gives each table (`dagster/table_name`): the default file's.
 PARSE_DUCKDB_PATH = Path("/tmp/alphagen-dbt-parse/alphagen.duckdb")
+# dbt's executable, which `make setup` links to dbt's environment (.venv-dbt).
+DBT = Path(sys.executable).with_name("dbt")
 # dbt's partial-parse state of the project as `make setup` parsed it, under PARSE_DUCKDB_PATH.
 SETUP_PARSE_STATE = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
 _QUIET = ("--log-level", "none", "--log-level-file", "none", "--no-use-colors")
 
 
+class DbtMissing(RuntimeError):
+    """dbt's environment lacks a package (never made, or removed)."""
+
+
 def main() -> None:
     args = sys.argv[1:]
     if args in (["--version"], ["-v"]):
-        print(f"Core:\n  - installed: {version('dbt-core')}\n\nPlugins:\n  - duckdb: {version('dbt-duckdb')}")
+        try:
+            print(f"Core:\n  - installed: {dbt_version('dbt-core')}\n\nPlugins:\n  - duckdb: {dbt_version('dbt-duckdb')}")
+        except DbtMissing as exc:
+            sys.exit(f"alphagen-dbt: {exc}")
         return
     if args[:1] == ["build"] and (worker := os.environ.get(WORKER_VARIABLE)):
         code = _build_in_worker(worker, args)
         if code is not None:
             sys.exit(code)
-    dbt = Path(sys.executable).with_name("dbt")
-    os.execv(dbt, [str(dbt), *args])
+    os.execv(DBT, [str(DBT), *args])
+
+
+def dbt_environment() -> Path:
+    """The virtual environment dbt is installed in (the link's target is its bin/dbt)."""
+    return DBT.resolve().parent.parent
+
+
+def dbt_version(package: str) -> str:
+    """The version of `package` (dbt-core, dbt-duckdb) installed in dbt's environment."""
+    site = dbt_environment() / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    for dist in distributions(name=package, path=[str(site)]):
+        return dist.version
+    raise DbtMissing(f"{package} is not installed in {dbt_environment()} (run `make setup`)")
 
 
 def _build_in_worker(socket_path: str, args: list[str]) -> int | None:
@@ -114,7 +141,7 @@ class WarmDbt:
         # a folder of mode 0700: the socket is the run's alone (the worker removes it as it ends)
         self.socket_path = Path(tempfile.mkdtemp(prefix="alphagen-dbt-")) / "worker.sock"
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self.socket_path), str(target)],
+            worker_command(self.socket_path, target),
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=DBT_PROJECT_DIR,
             env={**os.environ, DUCKDB_PATH_VARIABLE: str(db_path)},
             # Not in the terminal's process group: Ctrl-C is the replay's to handle (it stops at
@@ -135,6 +162,12 @@ class WarmDbt:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+def worker_command(socket_path: Path, target: Path) -> list[str]:
+    """This file as a script on dbt's interpreter, isolated (`-I`: neither this project's folder
+    nor PYTHONPATH on its path, where `alphagen_dagster/dbt.py` would stand for dbt)."""
+    return [str(dbt_environment() / "bin" / "python"), "-I", __file__, str(socket_path), str(target)]
 
 
 # --- the worker ---------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def _stat(pid: str) -> tuple[int, float, str] | None:
 
 def kind(cmdline: list[str]) -> str:
     """A short name for what a process is: the script or module and its first argument."""
-    args = [a for a in cmdline if a not in ("-u", "-B")]
+    args = [a for a in cmdline if a not in ("-u", "-B", "-I")]
     if not args:
         return "?"
     if Path(args[0]).name.startswith("python") and len(args) > 1:

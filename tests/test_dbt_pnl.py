@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import logging
 import math
 import shutil
 import statistics
@@ -536,19 +537,23 @@ def _events(invocation: DbtCliInvocation) -> list[tuple]:
     return sorted(out, key=repr)
 
 
-def test_the_resource_without_the_adapter_streams_what_dagster_dbts_own_resource_does(built, tmp_path):
+def test_the_resource_without_the_adapter_streams_what_dagster_dbts_own_resource_does(built, tmp_path, caplog):
     """`DbtCliWithoutAdapter` overrides a private method of dagster-dbt: the same build through
     it and through `DbtCliResource` streams the same materializations and check results; only
-    the library's own opened dbt's adapter. If dagster-dbt renames the method, this fails."""
+    the library's own tried to open dbt's adapter here, where dbt-core is not installed, and
+    logged the failure with its traceback. If dagster-dbt renames the method, this fails."""
     library = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_resource().dbt_executable)
     assert list(inspect.signature(DbtCliResource._initialize_dbt_core_adapter).parameters) == ["self", "args"]
     args = ["build", "--select", "stg_executions+", "--exclude-resource-type", "unit_test"]
-    invocations, streamed = {}, {}
+    invocations, streamed, warned = {}, {}, {}
     with duckdb_path_for_dbt(built[0]):
         for kind, resource in (("library", library), ("ours", dbt_resource())):  # one at a time: one file
+            caplog.clear()
             invocations[kind] = resource.cli(args, manifest=manifest, target_path=tmp_path / kind, raise_on_error=False)
             streamed[kind] = _events(invocations[kind])
-    assert invocations["library"].adapter is not None and invocations["ours"].adapter is None
+            warned[kind] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warned["library"] == ["An error was encountered when creating a handle to the dbt adapter in Dagster."]
+    assert warned["ours"] == [] and {i.adapter for i in invocations.values()} == {None}
     assert {invocation.process.returncode for invocation in invocations.values()} == {0}
     assert streamed["ours"] == streamed["library"]
     kinds = {event[0] for event in streamed["ours"]}

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,14 +23,19 @@ import pytest
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import RowMeta, Store
 from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
+from alphagen_dagster import dbt_executable
 from alphagen_dagster.dbt_executable import (
     DBT_PROJECT_DIR,
     DUCKDB_PATH_VARIABLE,
     PARSE_DUCKDB_PATH,
     SETUP_PARSE_STATE,
     WORKER_VARIABLE,
+    DbtMissing,
     WarmDbt,
+    dbt_environment,
+    dbt_version,
     parse_path,
+    worker_command,
 )
 from tests.test_dbt_pnl import CALL, DAY2, V_NEW, at, execution, read, write_good_data
 
@@ -124,8 +128,7 @@ def test_a_build_that_comes_before_the_worker_listens_waits_for_it(tmp_path: Pat
         socket_path=socket_path))))
     builder.start()
     time.sleep(2)  # `alphagen-dbt build` has started and is waiting for the socket
-    worker = subprocess.Popen([sys.executable, "-m", "alphagen_dagster.dbt_executable", str(socket_path),
-                               str(tmp_path / "target")], stdin=subprocess.PIPE, cwd=DBT_PROJECT_DIR,
+    worker = subprocess.Popen(worker_command(socket_path, tmp_path / "target"), stdin=subprocess.PIPE, cwd=DBT_PROJECT_DIR,
                               env={**os.environ, DUCKDB_PATH_VARIABLE: str(db)}, start_new_session=True)
     try:
         builder.join(timeout=300)
@@ -214,7 +217,25 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path: Path):
     assert not Path(socket_path).parent.exists()
 
 
-def test_alphagen_dbt_answers_the_version_without_dbt():
+def test_alphagen_dbt_answers_the_version_of_dbts_environment_without_dbt():
     done = subprocess.run([str(Path(sys.executable).with_name("alphagen-dbt")), "--version"],
                           capture_output=True, text=True, timeout=30, check=True)
-    assert done.stdout.startswith(f"Core:\n  - installed: {version('dbt-core')}\n")
+    asked = subprocess.run([str(dbt_environment() / "bin" / "python"), "-c",
+                            "from importlib.metadata import version; print(version('dbt-core'))"],
+                           capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.startswith(f"Core:\n  - installed: {asked.stdout.strip()}\n")
+    assert dbt_version("dbt-core") == asked.stdout.strip()
+
+
+def test_without_dbts_environment_the_error_says_to_run_make_setup(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(dbt_executable, "DBT", tmp_path / "bin" / "dbt")  # a link to nothing
+    with pytest.raises(DbtMissing, match=rf"dbt-core is not installed in {tmp_path} \(run `make setup`\)"):
+        dbt_version("dbt-core")
+
+
+def test_the_dagster_processes_import_no_dbt():
+    """dbt's environment is its own: the main code location, loaded as a code server or a
+    replay loads it, leaves dbt-core out (dagster-dbt finds none to import)."""
+    probe = "import sys, alphagen_dagster.definitions; print(sorted(m for m in sys.modules if m.split('.')[0] == 'dbt'))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert loaded.stdout.strip() == "[]"
