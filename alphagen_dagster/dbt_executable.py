@@ -165,8 +165,8 @@ class WarmDbt:
 
 
 def worker_command(socket_path: Path, target: Path) -> list[str]:
-    """This file as a script on dbt's interpreter, isolated (`-I`: neither this project's folder
-    nor PYTHONPATH on its path, where `alphagen_dagster/dbt.py` would stand for dbt)."""
+    """This file as a script on dbt's interpreter, isolated: with `-I` neither PYTHONPATH nor the
+    script's own folder is on its path (there `alphagen_dagster/dbt.py` would stand for dbt)."""
     return [str(dbt_environment() / "bin" / "python"), "-I", __file__, str(socket_path), str(target)]
 
 

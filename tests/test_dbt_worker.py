@@ -22,8 +22,8 @@ import pytest
 
 from alphagen_core.operations.settings import Settings
 from alphagen_core.persistence.store import RowMeta, Store
-from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
 from alphagen_dagster import dbt_executable
+from alphagen_dagster.dbt import run_dbt, start_warm_dbt, warm_dbt_builds
 from alphagen_dagster.dbt_executable import (
     DBT_PROJECT_DIR,
     DUCKDB_PATH_VARIABLE,
@@ -128,8 +128,9 @@ def test_a_build_that_comes_before_the_worker_listens_waits_for_it(tmp_path: Pat
         socket_path=socket_path))))
     builder.start()
     time.sleep(2)  # `alphagen-dbt build` has started and is waiting for the socket
-    worker = subprocess.Popen(worker_command(socket_path, tmp_path / "target"), stdin=subprocess.PIPE, cwd=DBT_PROJECT_DIR,
-                              env={**os.environ, DUCKDB_PATH_VARIABLE: str(db)}, start_new_session=True)
+    worker = subprocess.Popen(worker_command(socket_path, tmp_path / "target"), stdin=subprocess.PIPE,
+                              cwd=DBT_PROJECT_DIR, env={**os.environ, DUCKDB_PATH_VARIABLE: str(db)},
+                              start_new_session=True)
     try:
         builder.join(timeout=300)
     finally:
