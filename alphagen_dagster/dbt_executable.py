@@ -86,10 +86,11 @@ def dbt_environment() -> Path:
 
 def dbt_version(package: str) -> str:
     """The version of `package` (dbt-core, dbt-duckdb) installed in dbt's environment."""
-    site = dbt_environment() / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    environment = dbt_environment()
+    site = environment / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     for dist in distributions(name=package, path=[str(site)]):
         return dist.version
-    raise DbtMissing(f"{package} is not installed in {dbt_environment()} (run `make setup`)")
+    raise DbtMissing(f"{package} is not installed in {environment} (run `make setup`)")
 
 
 def _build_in_worker(socket_path: str, args: list[str]) -> int | None:
