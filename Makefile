@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 # dbt's environment of its own (dbt_pnl/requirements.lock), linked as $(BIN)/dbt: the Dagster
 # processes import dagster-dbt without dbt-core (ARCHITECTURE.md, "dbt in an environment of its own").
 DBT_VENV := .venv-dbt
+SETUP_LOCK := .venv.lock
 # pytest-xdist workers: much of the suite waits on processes (CLI replays, the Dagster daemon,
 # dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
 # worker (loadfile: its module fixtures are built once), slowest modules first (the order
@@ -34,7 +35,11 @@ $(STAMP): requirements.lock dbt_pnl/requirements.lock pyproject.toml
 # PYTHONDONTWRITEBYTECODE is set (as on these machines), Python would otherwise compile them
 # anew in every process: every minute run, CLI command and dbt worker (BENCHMARKS.md, "the
 # suite's CPU by kind of process").
-setup: $(STAMP)
+# One setup at a time in a folder (`make demo` in one terminal, `make test` in another): a second
+# one waits, then finds the venvs made.
+setup:
+	@flock -n $(SETUP_LOCK) true || echo "another make setup is running in this folder: waiting for it to end"
+	@flock $(SETUP_LOCK) sh -c '$(MAKE) --no-print-directory -q $(STAMP) || $(MAKE) --no-print-directory $(STAMP)'
 	$(BIN)/python -m compileall -q -j 0 alphagen_core alphagen_dagster
 
 demo: setup
