@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 # processes import dagster-dbt without dbt-core (ARCHITECTURE.md, "dbt in an environment of its own").
 DBT_VENV := .venv-dbt
 SETUP_LOCK := .venv.lock
+# Every Python process of both venvs starts with the garbage collector's thresholds it sets
+# (ARCHITECTURE.md, "The garbage collector's first generation at 10,000").
+GC_PTH := deploy/alphagen-gc.pth
 # pytest-xdist workers: much of the suite waits on processes (CLI replays, the Dagster daemon,
 # dbt), so a 2-core machine runs more workers than cores. Each test module goes whole to one
 # worker (loadfile: its module fixtures are built once), slowest modules first (the order
@@ -19,7 +22,7 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadsc
 
 .PHONY: setup demo test test-fast bench ui clean
 
-$(STAMP): requirements.lock dbt_pnl/requirements.lock pyproject.toml
+$(STAMP): requirements.lock dbt_pnl/requirements.lock pyproject.toml $(GC_PTH)
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
@@ -28,6 +31,8 @@ $(STAMP): requirements.lock dbt_pnl/requirements.lock pyproject.toml
 	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(DBT_VENV)
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(DBT_VENV)/bin/python dbt_pnl/requirements.lock
 	ln -sfn ../../$(DBT_VENV)/bin/dbt $(BIN)/dbt
+	for py in $(BIN)/python $(DBT_VENV)/bin/python; do \
+	  cp $(GC_PTH) "$$($$py -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"; done
 	$(BIN)/python -c 'from alphagen_dagster.dbt import prepare_manifest; prepare_manifest()'
 	touch $@
 

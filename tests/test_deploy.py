@@ -5,17 +5,20 @@ script's snapshot imports back into a new DuckDB file."""
 
 from __future__ import annotations
 
+import ast
 import configparser
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from alphagen_dagster.dbt_executable import dbt_environment
 from alphagen_dagster.instance import PROJECT_DIR
 
 DEPLOY = PROJECT_DIR / "deploy"
@@ -92,7 +95,7 @@ def test_the_dockerfile_copies_files_that_exist_and_starts_a_real_command():
                 copied.append(source.rstrip("/"))
     # the files `make setup` needs are all in the image
     for needed in ("requirements.lock", "pyproject.toml", "alphagen_core", "alphagen_dagster", "dbt_pnl",
-                   "dagster.yaml", "dagster.postgres.yaml", "workspace.yaml"):
+                   "dagster.yaml", "dagster.postgres.yaml", "workspace.yaml", "deploy/alphagen-gc.pth"):
         assert needed in copied, needed
     [cmd] = [yaml.safe_load(args) for word, args in instructions if word == "CMD"]  # exec form is a JSON list
     from alphagen_dagster.cli import main
@@ -129,3 +132,19 @@ def test_alphagen_as_service_reads_the_settings_file(tmp_path):
     done = subprocess.run([str(DEPLOY / "alphagen-as-service"), "halt"], capture_output=True, text=True,
                           env={**os.environ, "ALPHAGEN_ENV_FILE": str(settings)}, timeout=120)
     assert done.returncode == 1 and "ALPHAGEN_MODE" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.integration  # new interpreters, in subprocesses
+def test_every_python_of_both_venvs_starts_with_the_collectors_thresholds():
+    """As `make setup` installs them: the CLI's interpreter, a child started as Dagster's code
+    servers start a run (multiprocessing's spawn), and dbt's, started as the dbt worker is (-I)."""
+    [line] = [line for line in (DEPLOY / "alphagen-gc.pth").read_text().splitlines() if line.startswith("import")]
+    thresholds = ast.literal_eval(line.split("gc.set_threshold", 1)[1])
+    assert thresholds[0] > 700  # CPython's default
+    ask = "import gc; print(gc.get_threshold())"
+    in_a_spawned_child = ("import gc, multiprocessing as mp\n"
+                          "with mp.get_context('spawn').Pool(1) as pool: print(pool.apply(gc.get_threshold))")
+    for command in ([sys.executable, "-c", ask], [sys.executable, "-c", in_a_spawned_child],
+                    [str(dbt_environment() / "bin" / "python"), "-I", "-c", ask]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        assert ast.literal_eval(done.stdout.strip()) == thresholds, command
