@@ -85,14 +85,12 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 def test_the_dockerfile_copies_files_that_exist_and_starts_a_real_command():
     instructions = dockerfile_instructions(DEPLOY / "Dockerfile")
     ignored = {line.strip() for line in (PROJECT_DIR / ".dockerignore").read_text().splitlines() if line.strip()}
-    copied = []
-    for word, args in instructions:
-        if word in ("COPY", "ADD"):
-            parts = [p for p in shlex.split(args) if not p.startswith("--")]
-            for source in parts[:-1]:
-                assert (PROJECT_DIR / source).exists(), f"{word} {source}: no such file in the repository"
-                assert source.rstrip("/") not in ignored, f"{word} {source} is excluded by .dockerignore"
-                copied.append(source.rstrip("/"))
+    sources = [source for word, args in instructions if word in ("COPY", "ADD")
+               for source in [p for p in shlex.split(args) if not p.startswith("--")][:-1]]  # the last is the target
+    for source in sources:
+        assert (PROJECT_DIR / source).exists(), f"COPY {source}: no such file in the repository"
+        assert source.rstrip("/") not in ignored, f"COPY {source} is excluded by .dockerignore"
+    copied = [source.rstrip("/") for source in sources]
     # the files `make setup` needs are all in the image
     for needed in ("requirements.lock", "pyproject.toml", "alphagen_core", "alphagen_dagster", "dbt_pnl",
                    "dagster.yaml", "dagster.postgres.yaml", "workspace.yaml", "deploy/alphagen-gc.pth"):
