@@ -84,6 +84,11 @@ def dbt_environment() -> Path:
     return DBT.resolve().parent.parent
 
 
+def dbt_python() -> Path:
+    """The interpreter of dbt's environment."""
+    return dbt_environment() / "bin" / "python"
+
+
 def dbt_version(package: str) -> str:
     """The version of `package` (dbt-core, dbt-duckdb) installed in dbt's environment."""
     environment = dbt_environment()
@@ -168,7 +173,7 @@ class WarmDbt:
 def worker_command(socket_path: Path, target: Path) -> list[str]:
     """This file as a script on dbt's interpreter, isolated: with `-I` neither PYTHONPATH nor the
     script's own folder is on its path (there `alphagen_dagster/dbt.py` would stand for dbt)."""
-    return [str(dbt_environment() / "bin" / "python"), "-I", __file__, str(socket_path), str(target)]
+    return [str(dbt_python()), "-I", __file__, str(socket_path), str(target)]
 
 
 # --- the worker ---------------------------------------------------------------------------------

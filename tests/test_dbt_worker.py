@@ -32,7 +32,7 @@ from alphagen_dagster.dbt_executable import (
     WORKER_VARIABLE,
     DbtMissing,
     WarmDbt,
-    dbt_environment,
+    dbt_python,
     dbt_version,
     parse_path,
     worker_command,
@@ -221,7 +221,7 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path: Path):
 def test_alphagen_dbt_answers_the_version_of_dbts_environment_without_dbt():
     done = subprocess.run([str(Path(sys.executable).with_name("alphagen-dbt")), "--version"],
                           capture_output=True, text=True, timeout=30, check=True)
-    asked = subprocess.run([str(dbt_environment() / "bin" / "python"), "-c",
+    asked = subprocess.run([str(dbt_python()), "-c",
                             "from importlib.metadata import version; print(version('dbt-core'))"],
                            capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.startswith(f"Core:\n  - installed: {asked.stdout.strip()}\n")

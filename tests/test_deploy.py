@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 
-from alphagen_dagster.dbt_executable import dbt_environment
+from alphagen_dagster.dbt_executable import dbt_python
 from alphagen_dagster.instance import PROJECT_DIR
 
 DEPLOY = PROJECT_DIR / "deploy"
@@ -143,6 +143,6 @@ def test_every_python_of_both_venvs_starts_with_the_collectors_thresholds():
     in_a_spawned_child = ("import gc, multiprocessing as mp\n"
                           "with mp.get_context('spawn').Pool(1) as pool: print(pool.apply(gc.get_threshold))")
     for command in ([sys.executable, "-c", ask], [sys.executable, "-c", in_a_spawned_child],
-                    [str(dbt_environment() / "bin" / "python"), "-I", "-c", ask]):
+                    [str(dbt_python()), "-I", "-c", ask]):
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
         assert ast.literal_eval(done.stdout.strip()) == thresholds, command
